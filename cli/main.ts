@@ -1,0 +1,115 @@
+#!/usr/bin/env node
+// meshnet's command line. Every command but `launch` is a thin client of the
+// daemon's control API. Errors are one line on stderr and a non-zero exit.
+
+import { ApiUnavailable, callApi } from '../router/api-client.js';
+import { ConfigError, DEFAULTS, parseArgs, parsePeerAddress } from '../router/config.js';
+import type { StatusJson } from '../router/status.js';
+import { renderStatus, type StatusView } from '../router/status-text.js';
+import { VERSION } from '../router/version.js';
+import { launch } from './launch.js';
+
+const USAGE = `usage: meshnet COMMAND [ARGS]
+  launch [PEER...]            start the router (see 'meshnet launch --help')
+  connect HOST[:PORT]... [--replace]
+  forget HOST[:PORT]...
+  status [peers|connections|ipam|targets] [--json]
+  stop                        stop the router; kernel state and allocations stay
+  version
+Every command takes --run-dir DIR (env MESHNET_RUN_DIR, default ${DEFAULTS.runDir}).`;
+
+const LAUNCH_HELP = `usage: meshnet launch [PEER...] [flags]
+  --password PW | --password-file FILE   (env MESHNET_PASSWORD) encrypt all peer traffic
+  --ipalloc-range CIDR     default ${DEFAULTS.ipallocRange} (env IPALLOC_RANGE)
+  --ipalloc-init consensus[=N] | seed=PEER,... | observer
+  --name NAME  --nickname NICK
+  --host ADDR  --port ${DEFAULTS.port}
+  --no-fastdp  --trusted-subnets CIDR,...  --mtu N
+  --conn-limit N           default ${DEFAULTS.connLimit}
+  --state-dir DIR          default ${DEFAULTS.stateDir}
+  --run-dir DIR            default ${DEFAULTS.runDir} (env MESHNET_RUN_DIR)
+  --metrics-addr HOST:PORT default ${DEFAULTS.metricsAddr}
+  --foreground  --log-level LEVEL`;
+
+class UsageError extends Error {}
+
+function runDirOf(flags: Map<string, string | true>): string {
+  const v = flags.get('--run-dir');
+  return typeof v === 'string' ? v : (process.env['MESHNET_RUN_DIR'] ?? DEFAULTS.runDir);
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  switch (cmd) {
+    case 'launch':
+      if (rest.includes('--help') || rest.includes('-h')) {
+        console.log(LAUNCH_HELP);
+        return 0;
+      }
+      return launch(rest);
+    case 'connect': {
+      const { positional, flags } = parseArgs(rest, { '--run-dir': 'value', '--replace': 'bool' });
+      if (positional.length === 0 && !flags.has('--replace')) throw new UsageError('connect needs at least one HOST[:PORT]');
+      for (const p of positional) parsePeerAddress(p, DEFAULTS.port);
+      await callApi(runDirOf(flags), 'POST', '/connect', { peers: positional, replace: flags.has('--replace') });
+      return 0;
+    }
+    case 'forget': {
+      const { positional, flags } = parseArgs(rest, { '--run-dir': 'value' });
+      if (positional.length === 0) throw new UsageError('forget needs at least one HOST[:PORT]');
+      for (const p of positional) parsePeerAddress(p, DEFAULTS.port);
+      await callApi(runDirOf(flags), 'POST', '/forget', { peers: positional });
+      return 0;
+    }
+    case 'status': {
+      const { positional, flags } = parseArgs(rest, { '--run-dir': 'value', '--json': 'bool' });
+      const views = ['peers', 'connections', 'ipam', 'targets'];
+      const view = positional[0];
+      if (positional.length > 1 || (view !== undefined && !views.includes(view))) {
+        throw new UsageError(`status: unknown view "${positional.join(' ')}" (one of ${views.join(', ')})`);
+      }
+      const s = await callApi<StatusJson>(runDirOf(flags), 'GET', '/status');
+      if (flags.has('--json')) {
+        const part = view === undefined ? s : s[view as 'peers' | 'connections' | 'ipam' | 'targets'];
+        process.stdout.write(`${JSON.stringify(part, null, 2)}\n`);
+      } else process.stdout.write(renderStatus(s, (view ?? 'summary') as StatusView));
+      return 0;
+    }
+    case 'stop': {
+      const { flags } = parseArgs(rest, { '--run-dir': 'value' });
+      const runDir = runDirOf(flags);
+      await callApi(runDir, 'POST', '/stop');
+      // Return once the daemon has let go of its socket.
+      const deadline = Date.now() + 15_000;
+      while (Date.now() < deadline) {
+        try {
+          await callApi(runDir, 'GET', '/version', undefined, 1_000);
+        } catch (err) {
+          if (err instanceof ApiUnavailable) return 0;
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      throw new Error('the daemon did not stop within 15 s');
+    }
+    case 'version':
+      console.log(`meshnet ${VERSION}`);
+      return 0;
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      console.log(USAGE);
+      return cmd === undefined ? 2 : 0;
+    default:
+      throw new UsageError(`unknown command "${cmd}"`);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    const msg = err instanceof Error ? err.message : String(err);
+    process.stderr.write(`meshnet: ${msg.split('\n')[0]}\n`);
+    process.exit(err instanceof UsageError || err instanceof ConfigError ? 2 : 1);
+  },
+);

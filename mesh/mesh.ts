@@ -1,0 +1,591 @@
+// The mesh router: accepts and dials connections, keeps one connection per
+// peer, runs the topology and the gossip channels over them, and hands every
+// established connection to the datapath overlay. This is the composition of
+// the mesh's parts; each part (handshake, connection, topology, routes,
+// connection maker, gossip) lives in its own module.
+
+import { EventEmitter } from 'node:events';
+import type { Overlay, OverlayConnection } from '../datapath/types.js';
+import { Connection, type ConnectionTiming } from './connection.js';
+import { ConnectionMaker, DEFAULT_BACKOFF, type BackoffPolicy, type TargetStatus } from './connection-maker.js';
+import { GossipRouter } from './gossip.js';
+import { HandshakeFailure, runHandshake, type FailureKind, type Secret } from './handshake.js';
+import { LogOnce, silentLogger, type Logger } from './log.js';
+import { formatPeerName, parsePeerName, randomUid, type PeerId } from './peer-name.js';
+import { Routes } from './routes.js';
+import { TokenBucket } from './token-bucket.js';
+import { splitAddress, unpackRecords, type TopologyMessage } from './topology-codec.js';
+import { Topology } from './topology.js';
+import type { ByteStream, Transport } from './transport.js';
+import type { Identity } from './wire/identity.js';
+import { PROTOCOL_MAX_VERSION, PROTOCOL_MIN_VERSION, Tag, type Message } from './wire/protocol.js';
+import type { Features, GossipChannel, Gossiper, MeshEvents, MeshHandle, PeerInfo, PeerName } from './types.js';
+
+export interface MeshTiming extends ConnectionTiming {
+  handshakeTimeoutMs: number;
+  /** Batch local topology changes for this long before publishing. */
+  publishDelayMs: number;
+  /** Collect unreachable peers this long after the topology changed. */
+  gcDelayMs: number;
+  /** Period of anti-entropy (topology digest, full channel state) with a random neighbour. */
+  antiEntropyMs: number;
+  dialTimeoutMs: number;
+}
+
+export const DEFAULT_TIMING: MeshTiming = {
+  heartbeatMs: 5_000,
+  deadlineMs: 20_000,
+  maxBacklogBytes: 8 * 1024 * 1024,
+  handshakeTimeoutMs: 10_000,
+  publishDelayMs: 200,
+  gcDelayMs: 1_000,
+  antiEntropyMs: 30_000,
+  dialTimeoutMs: 10_000,
+};
+
+export interface MeshConfig {
+  name: PeerName;
+  nickname: string;
+  /** Persisted start counter of this host (see topology.ts). */
+  incarnation: number;
+  transport: Transport;
+  /** Port we accept on, announced so others can dial us. */
+  listenPort: number;
+  /** Default port for targets given without one. */
+  defaultPort?: number;
+  secrets?: readonly Secret[];
+  connLimit?: number;
+  overlay?: Overlay;
+  /** Features announced in the handshake, besides the overlay's. */
+  features?: Features;
+  /** Refuse a peer whose features are incompatible: return the reason. */
+  checkFeatures?: (remote: Features) => string | undefined;
+  /** Inbound handshakes: burst and refill interval. */
+  acceptRate?: { burst: number; intervalMs: number };
+  timing?: Partial<MeshTiming>;
+  backoff?: Partial<BackoffPolicy>;
+  logger?: Logger;
+  /** Learnt a newer incarnation of our own name (persist it). */
+  onIncarnation?: (incarnation: number) => void;
+}
+
+export interface ConnectionStatus {
+  peer: PeerName | null;
+  nickname: string | null;
+  address: string;
+  state: 'established' | 'connecting' | 'retrying' | 'failed';
+  datapath: 'fastdp' | 'sleeve' | null;
+  encrypted: boolean;
+  outbound: boolean;
+  info: string;
+}
+
+export interface MeshStats {
+  handshakeFailures: Map<FailureKind | 'rate-limited', number>;
+  gossipBytesSent: Map<string, number>;
+  gossipBytesReceived: Map<string, number>;
+  droppedMessages: Map<string, number>;
+  connectionsClosed: number;
+}
+
+interface InboundFailure {
+  address: string;
+  reason: string;
+  kind: string;
+  at: number;
+}
+
+const TOPOLOGY_CHANNEL = 'topology';
+const RECENT_FAILURE_MS = 120_000;
+
+export class Mesh extends EventEmitter implements MeshHandle {
+  readonly localName: PeerName;
+  readonly localNickname: string;
+  readonly localUid: string;
+  readonly selfId: PeerId;
+  readonly topology: Topology;
+  readonly routes: Routes;
+  readonly stats: MeshStats = {
+    handshakeFailures: new Map(),
+    gossipBytesSent: new Map(),
+    gossipBytesReceived: new Map(),
+    droppedMessages: new Map(),
+    connectionsClosed: 0,
+  };
+  private readonly connections = new Map<PeerId, Connection>();
+  private readonly overlayConns = new Map<Connection, OverlayConnection>();
+  private readonly handshaking = new Set<ByteStream>();
+  private readonly maker: ConnectionMaker;
+  private readonly gossip: GossipRouter;
+  private readonly timing: MeshTiming;
+  private readonly log: Logger;
+  private readonly logOnce = new LogOnce();
+  private readonly acceptBucket: TokenBucket;
+  private readonly inboundFailures = new Map<string, InboundFailure>();
+  /** UIDs of peers we have been connected to, to recognise restarts. */
+  private readonly knownUids = new Map<PeerId, string>();
+  private secrets: readonly Secret[];
+  private incarnation: number;
+  private publishTimer: NodeJS.Timeout | undefined;
+  private gcTimer: NodeJS.Timeout | undefined;
+  private discoveryTimer: NodeJS.Timeout | undefined;
+  private antiEntropyTimer: NodeJS.Timeout | undefined;
+  private started = false;
+  private stopped = false;
+
+  constructor(private readonly config: MeshConfig) {
+    super();
+    this.localName = config.name;
+    this.selfId = parsePeerName(config.name);
+    this.localNickname = config.nickname;
+    this.localUid = randomUid();
+    this.incarnation = config.incarnation;
+    this.secrets = config.secrets ?? [];
+    this.timing = { ...DEFAULT_TIMING, ...config.timing };
+    this.log = config.logger ?? silentLogger;
+    const rate = config.acceptRate ?? { burst: 20, intervalMs: 50 };
+    this.acceptBucket = new TokenBucket(rate.burst, rate.intervalMs);
+    this.topology = new Topology({ id: this.selfId, uid: BigInt(this.localUid), incarnation: this.incarnation, nickname: config.nickname });
+    this.routes = new Routes(this.topology);
+    this.gossip = new GossipRouter({
+      selfId: this.selfId,
+      neighbours: () => [...this.connections.keys()],
+      send: (to, msg, droppable) => this.sendTo(to, msg, droppable),
+      routes: this.routes,
+      stats: this.stats,
+      log: this.log,
+      logOnce: this.logOnce,
+    });
+    this.maker = new ConnectionMaker(
+      {
+        dial: (address) => this.dial(address),
+        isConnected: (peer) => this.connections.has(peer),
+        canDial: () => this.connections.size + this.handshaking.size < this.connLimit,
+      },
+      { ...DEFAULT_BACKOFF, ...config.backoff },
+    );
+  }
+
+  get connLimit(): number {
+    const l = this.config.connLimit ?? 200;
+    return l <= 0 ? Infinity : l;
+  }
+
+  get encrypted(): boolean {
+    return this.secrets.length > 0;
+  }
+
+  // ---- lifecycle ----------------------------------------------------------------
+
+  async start(): Promise<void> {
+    if (this.started) return;
+    this.started = true;
+    await this.config.transport.listen((s) => this.accept(s));
+    this.antiEntropyTimer = setInterval(() => this.antiEntropy(), this.timing.antiEntropyMs);
+    this.antiEntropyTimer.unref?.();
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.maker.stop();
+    for (const t of [this.publishTimer, this.gcTimer, this.discoveryTimer]) clearTimeout(t);
+    clearInterval(this.antiEntropyTimer);
+    for (const s of this.handshaking) s.destroy();
+    for (const c of [...this.connections.values()]) c.close('peer is shutting down');
+    await this.config.transport.close();
+  }
+
+  /** Replace the accepted passwords (rotation); existing connections keep their keys. */
+  setSecrets(secrets: readonly Secret[]): void {
+    if (secrets.length > 0 !== this.secrets.length > 0) throw new Error('cannot switch encryption on or off while running');
+    this.secrets = secrets;
+  }
+
+  // ---- targets ----------------------------------------------------------------
+
+  /** Add targets ("host[:port]"); with replace, they become the only direct targets. */
+  connect(addresses: string[], replace = false): void {
+    const norm = addresses.map((a) => this.normalizeAddress(a));
+    if (replace) this.maker.replaceDirect(norm);
+    else for (const a of norm) this.maker.addDirect(a);
+  }
+
+  forget(addresses: string[]): string[] {
+    return addresses.map((a) => this.normalizeAddress(a)).filter((a) => this.maker.forget(a));
+  }
+
+  targets(): TargetStatus[] {
+    return this.maker.status();
+  }
+
+  directTargets(): string[] {
+    return this.maker.directAddresses();
+  }
+
+  normalizeAddress(address: string): string {
+    const port = this.config.defaultPort ?? this.config.listenPort;
+    try {
+      const { ip, port: p } = splitAddress(address);
+      return ip.includes(':') ? `[${ip}]:${p}` : `${ip}:${p}`;
+    } catch {
+      return address.includes(':') && !address.startsWith('[') ? `[${address}]:${port}` : `${address}:${port}`;
+    }
+  }
+
+  // ---- MeshHandle ---------------------------------------------------------------
+
+  registerChannel(name: string, gossiper: Gossiper): GossipChannel {
+    if (name === TOPOLOGY_CHANNEL) throw new Error(`channel name ${name} is reserved`);
+    return this.gossip.register(name, gossiper);
+  }
+
+  peers(): PeerInfo[] {
+    return [...this.topology.entries.values()].map((e) => ({
+      name: formatPeerName(e.id),
+      nickname: e.nickname,
+      uid: e.uid.toString(),
+      version: e.version,
+      connections: unpackRecords(e.conns).map((c) => ({
+        peer: formatPeerName(c.peer),
+        address: c.address,
+        outbound: c.outbound,
+        established: c.established,
+      })),
+    }));
+  }
+
+  isReachable(peer: PeerName): boolean {
+    const id = parsePeerName(peer);
+    return id === this.selfId || this.routes.nextHop(id) !== undefined;
+  }
+
+  nextHop(peer: PeerName): PeerName | undefined {
+    const hop = this.routes.nextHop(parsePeerName(peer));
+    return hop === undefined ? undefined : formatPeerName(hop);
+  }
+
+  broadcastChildren(origin: PeerName): PeerName[] {
+    return this.routes.broadcastChildren(parsePeerName(origin)).map(formatPeerName);
+  }
+
+  override on<E extends keyof MeshEvents>(event: E, listener: (...args: MeshEvents[E]) => void): this {
+    return super.on(event, listener as (...args: unknown[]) => void);
+  }
+
+  override off<E extends keyof MeshEvents>(event: E, listener: (...args: MeshEvents[E]) => void): this {
+    return super.off(event, listener as (...args: unknown[]) => void);
+  }
+
+  // ---- status -------------------------------------------------------------------
+
+  connectionStatus(): ConnectionStatus[] {
+    const out: ConnectionStatus[] = [];
+    for (const c of this.connections.values()) {
+      const ov = this.overlayConns.get(c);
+      out.push({
+        peer: formatPeerName(c.peer),
+        nickname: c.remote.nickname,
+        address: c.outbound ? c.dialAddress : c.remoteAddress,
+        state: 'established',
+        datapath: ov?.datapath ?? null,
+        encrypted: c.encrypted,
+        outbound: c.outbound,
+        info: ov?.info ?? '',
+      });
+    }
+    for (const t of this.maker.status()) {
+      if (t.state === 'connected' || (t.peer !== undefined && this.connections.has(t.peer))) continue;
+      const known = t.peer !== undefined ? this.topology.entries.get(t.peer) : undefined;
+      out.push({
+        peer: t.peer !== undefined ? formatPeerName(t.peer) : null,
+        nickname: known?.nickname ?? null,
+        address: t.address,
+        state: t.state === 'waiting' ? 'connecting' : t.state,
+        datapath: null,
+        encrypted: this.encrypted,
+        outbound: true,
+        info: [t.lastError, t.nextTryAt ? `next try in ${Math.max(0, Math.round((t.nextTryAt - Date.now()) / 1000))} s` : '']
+          .filter(Boolean)
+          .join('; '),
+      });
+    }
+    const now = Date.now();
+    for (const [key, f] of this.inboundFailures) {
+      if (now - f.at > RECENT_FAILURE_MS) {
+        this.inboundFailures.delete(key);
+        continue;
+      }
+      out.push({ peer: null, nickname: null, address: f.address, state: 'failed', datapath: null, encrypted: this.encrypted, outbound: false, info: f.reason });
+    }
+    return out;
+  }
+
+  /** Live connections, for the datapath and metrics. */
+  liveConnections(): Connection[] {
+    return [...this.connections.values()];
+  }
+
+  // ---- connections ----------------------------------------------------------------
+
+  private accept(stream: ByteStream): void {
+    if (this.stopped) return stream.destroy();
+    if (!this.acceptBucket.take()) {
+      this.count(this.stats.handshakeFailures, 'rate-limited');
+      if (this.logOnce.shouldLog('rate-limit', '')) this.log.warn({ remote: stream.remoteIp }, 'inbound connection rate limit reached; dropping connections');
+      return stream.destroy();
+    }
+    void this.handshake(stream, false, `${stream.remoteIp}:${stream.remotePort}`).catch(() => undefined);
+  }
+
+  private async dial(address: string): Promise<PeerId> {
+    const { ip, port } = splitAddress(address);
+    const stream = await this.config.transport.dial(ip, port, this.timing.dialTimeoutMs);
+    return this.handshake(stream, true, address);
+  }
+
+  private async handshake(stream: ByteStream, outbound: boolean, address: string): Promise<PeerId> {
+    this.handshaking.add(stream);
+    try {
+      const identity: Omit<Identity, 'connId'> = {
+        name: this.selfId,
+        nickname: this.localNickname,
+        uid: this.localUid,
+        incarnation: this.incarnation,
+        listenPort: this.config.listenPort,
+        features: { ...this.config.features, ...this.config.overlay?.features() },
+      };
+      const hs = await runHandshake(stream, {
+        outbound,
+        identity,
+        secrets: this.secrets,
+        versionRange: { min: PROTOCOL_MIN_VERSION, max: PROTOCOL_MAX_VERSION },
+        timeoutMs: this.timing.handshakeTimeoutMs,
+        validate: (remote, connUid) => this.validate(remote, connUid),
+      });
+      this.handshaking.delete(stream);
+      // Record where the peer can be dialled as an IP (targets may be host names).
+      const ip = stream.remoteIp.includes(':') ? `[${stream.remoteIp}]` : stream.remoteIp;
+      const dialAddress = `${ip}:${outbound ? splitAddress(address).port : hs.remote.listenPort}`;
+      const conn = new Connection(stream, hs, outbound, dialAddress, this.timing, {
+        onMessage: (c, m) => this.onMessage(c, m),
+        onClosed: (c, reason) => this.onClosed(c, reason),
+      });
+      this.register(conn);
+      return conn.peer;
+    } catch (err) {
+      this.handshaking.delete(stream);
+      stream.destroy();
+      const failure = err instanceof HandshakeFailure ? err : new HandshakeFailure('protocol', String(err));
+      if (failure.kind !== 'duplicate') this.count(this.stats.handshakeFailures, failure.kind);
+      const key = `${outbound ? 'out' : 'in'} ${address.replace(/:\d+$/, '')}`;
+      if (failure.kind !== 'duplicate' && this.logOnce.shouldLog(key, failure.message)) {
+        this.log.warn({ address, outbound, kind: failure.kind }, `connection ${outbound ? 'to' : 'from'} ${address} refused: ${failure.message}`);
+      }
+      if (!outbound && failure.kind !== 'duplicate' && failure.kind !== 'closed') {
+        const ipKey = stream.remoteIp;
+        this.inboundFailures.delete(ipKey);
+        this.inboundFailures.set(ipKey, { address, reason: failure.message, kind: failure.kind, at: Date.now() });
+        if (this.inboundFailures.size > 64) this.inboundFailures.delete(this.inboundFailures.keys().next().value!);
+      }
+      throw failure;
+    }
+  }
+
+  private validate(remote: Identity, connUid: string): { kind: FailureKind; reason: string } | undefined {
+    if (remote.name === this.selfId) {
+      if (remote.uid === this.localUid) return { kind: 'self', reason: 'cannot connect to ourself' };
+      return { kind: 'collision', reason: `peer name collision: ${this.localName} is used by both ${remote.nickname} and ${this.localNickname}` };
+    }
+    const existing = this.connections.get(remote.name);
+    if (existing && !existing.isClosed && existing.remote.uid === remote.uid && BigInt(existing.connUid) <= BigInt(connUid)) {
+      return { kind: 'duplicate', reason: `already connected to ${formatPeerName(remote.name)}` };
+    }
+    if (!existing && this.connections.size >= this.connLimit) {
+      return { kind: 'limit', reason: `connection limit reached (${this.connLimit})` };
+    }
+    const bad = this.config.checkFeatures?.(remote.features);
+    if (bad) return { kind: 'features', reason: bad };
+    return undefined;
+  }
+
+  private register(conn: Connection): void {
+    const existing = this.connections.get(conn.peer);
+    if (existing && !existing.isClosed) {
+      if (existing.remote.uid === conn.remote.uid && BigInt(existing.connUid) <= BigInt(conn.connUid)) {
+        // Both ends keep the connection with the lower UID: they agree without talking.
+        conn.close('duplicate connection', 'duplicate');
+        throw new HandshakeFailure('duplicate', `already connected to ${formatPeerName(conn.peer)}`);
+      }
+      const why = existing.remote.uid === conn.remote.uid ? 'replaced by a simultaneous connection' : 'peer restarted';
+      this.connections.delete(conn.peer);
+      existing.close(why, 'duplicate');
+    }
+    const previousUid = this.knownUids.get(conn.peer);
+    const restarted = previousUid !== undefined && previousUid !== conn.remote.uid;
+    this.knownUids.set(conn.peer, conn.remote.uid);
+    this.connections.set(conn.peer, conn);
+    const peerName = formatPeerName(conn.peer);
+    this.log.info(
+      { peer: peerName, nickname: conn.remote.nickname, address: conn.remoteAddress, outbound: conn.outbound, encrypted: conn.encrypted, restarted },
+      `connection to ${conn.remote.nickname} (${peerName}) established${restarted ? '; the peer restarted' : ''}`,
+    );
+    this.topology.setLocalConnection({ peer: conn.peer, address: conn.dialAddress, outbound: conn.outbound, established: true });
+    this.schedulePublish();
+    this.maker.onConnected(conn.peer);
+    // A new neighbour gets our digest (it pulls what it lacks) and every channel's full state.
+    this.sendTopology(conn.peer, { type: 'digest', items: this.topology.digest() });
+    this.gossip.sendAllState(conn.peer);
+    if (this.config.overlay) {
+      const ov = this.config.overlay.connect({
+        peer: peerName,
+        connUid: conn.connUid,
+        remoteIp: conn.remoteIp,
+        localIp: conn.localIp,
+        remoteFeatures: conn.remote.features,
+        outbound: conn.outbound,
+        keys: conn.keys ? { send: conn.keys.udpSend, recv: conn.keys.udpRecv } : null,
+        sendControl: (msg) => void conn.send({ tag: Tag.OVERLAY, payload: msg }),
+      });
+      this.overlayConns.set(conn, ov);
+    }
+    this.emit('connection-established', peerName, { restarted, features: conn.remote.features });
+  }
+
+  private onClosed(conn: Connection, reason: string): void {
+    this.stats.connectionsClosed++;
+    const ov = this.overlayConns.get(conn);
+    if (ov) {
+      this.overlayConns.delete(conn);
+      ov.close();
+    }
+    if (this.connections.get(conn.peer) !== conn) return;
+    this.connections.delete(conn.peer);
+    const peerName = formatPeerName(conn.peer);
+    if (!this.stopped) this.log.info({ peer: peerName, nickname: conn.remote.nickname, reason }, `connection to ${conn.remote.nickname} (${peerName}) lost: ${reason}`);
+    this.topology.removeLocalConnection(conn.peer);
+    this.schedulePublish();
+    this.maker.onDisconnected(conn.peer, Date.now() - conn.since);
+    this.emit('connection-lost', peerName);
+  }
+
+  private onMessage(conn: Connection, msg: Message): void {
+    switch (msg.tag) {
+      case Tag.GOSSIP:
+        if (msg.channel === TOPOLOGY_CHANNEL) return this.onTopology(conn, msg.payload);
+        return this.gossip.onGossip(conn.peer, msg.channel, msg.payload);
+      case Tag.BROADCAST:
+        return this.gossip.onBroadcast(conn.peer, msg.channel, msg.origin, msg.payload);
+      case Tag.UNICAST:
+        return this.gossip.onUnicast(msg.channel, msg.src, msg.dst, msg.payload);
+      case Tag.OVERLAY:
+        this.overlayConns.get(conn)?.onControl(msg.payload);
+        return;
+      default:
+        this.count(this.stats.droppedMessages, 'unexpected');
+    }
+  }
+
+  private sendTo(to: PeerId, msg: Message, droppable: boolean): boolean {
+    const c = this.connections.get(to);
+    if (!c) return false;
+    if (!c.send(msg, droppable)) {
+      this.count(this.stats.droppedMessages, 'backlog');
+      return false;
+    }
+    return true;
+  }
+
+  // ---- topology ----------------------------------------------------------------
+
+  private sendTopology(to: PeerId, m: TopologyMessage): void {
+    this.gossip.sendRaw(to, TOPOLOGY_CHANNEL, m);
+  }
+
+  private onTopology(conn: Connection, payload: Uint8Array): void {
+    const m = this.gossip.decodeTopology(conn.peer, payload);
+    if (!m) return;
+    const res = this.topology.handle(conn.peer, m);
+    for (const o of res.out) this.sendTopology(o.to, o.msg);
+    if (res.selfBumped !== undefined) {
+      this.incarnation = res.selfBumped;
+      this.config.onIncarnation?.(res.selfBumped);
+      this.log.warn({ incarnation: res.selfBumped }, 'another incarnation of this peer name was seen; moved past it');
+    }
+    const neighbours = [...this.connections.keys()];
+    for (const u of res.relay) {
+      for (const to of this.topology.relayTargets(u.id, conn.peer, neighbours)) this.sendTopology(to, { type: 'update', entries: [u] });
+    }
+    if (res.changed) this.topologyChanged();
+  }
+
+  private schedulePublish(): void {
+    if (this.publishTimer || this.stopped) return;
+    this.publishTimer = setTimeout(() => {
+      this.publishTimer = undefined;
+      const delta = this.topology.publishLocal();
+      if (!delta) return;
+      for (const n of this.connections.keys()) this.sendTopology(n, { type: 'update', entries: [delta] });
+      this.topologyChanged();
+    }, this.timing.publishDelayMs);
+    this.publishTimer.unref?.();
+  }
+
+  private topologyChanged(): void {
+    this.emit('topology-changed');
+    if (!this.gcTimer && !this.stopped) {
+      this.gcTimer = setTimeout(() => {
+        this.gcTimer = undefined;
+        this.collectGarbage();
+      }, this.timing.gcDelayMs);
+      this.gcTimer.unref?.();
+    }
+    if (!this.discoveryTimer && !this.stopped) {
+      this.discoveryTimer = setTimeout(() => {
+        this.discoveryTimer = undefined;
+        this.discover();
+      }, 100);
+      this.discoveryTimer.unref?.();
+    }
+  }
+
+  private collectGarbage(): void {
+    for (const id of this.topology.unreachable()) {
+      if (this.connections.has(id)) continue;
+      const e = this.topology.entries.get(id);
+      if (this.topology.remove(id)) {
+        const name = formatPeerName(id);
+        this.log.info({ peer: name, nickname: e?.nickname }, `peer ${e?.nickname ?? ''} (${name}) is gone`);
+        this.emit('peer-removed', name);
+      }
+    }
+  }
+
+  /** Every peer someone lists a connection to, and where it can be dialled. */
+  private discover(): void {
+    if (this.stopped) return;
+    const found = new Map<PeerId, string[]>();
+    for (const e of this.topology.entries.values()) {
+      if (e.id === this.selfId) continue;
+      for (const c of unpackRecords(e.conns)) {
+        if (c.peer === this.selfId || this.connections.has(c.peer)) continue;
+        const list = found.get(c.peer) ?? [];
+        if (!list.includes(c.address)) list.push(c.address);
+        found.set(c.peer, list);
+      }
+    }
+    this.maker.setDiscovered(found);
+  }
+
+  private antiEntropy(): void {
+    const ns = [...this.connections.keys()];
+    if (ns.length === 0) return;
+    const n = ns[Math.floor(Math.random() * ns.length)]!;
+    this.sendTopology(n, { type: 'digest', items: this.topology.digest() });
+    this.gossip.sendAllState(n);
+  }
+
+  private count<K>(m: Map<K, number>, k: K): void {
+    m.set(k, (m.get(k) ?? 0) + 1);
+  }
+}

@@ -1,0 +1,259 @@
+// The topology table: one versioned entry per known peer, each listing that
+// peer's connections. Pure logic, no I/O: methods take received messages and
+// return what to send, so the same code runs over TCP and in simulations.
+//
+// Only a peer changes its own entry. Entries are ordered by (incarnation,
+// version, uid): the incarnation is a per-host start counter persisted in the
+// state dir, so a restarted peer supersedes its old entry everywhere even
+// though its version starts again at 1.
+//
+// Changes travel as deltas (the records that changed since the previous
+// version), not whole tables; a peer that misses a delta pulls the full entry
+// from the neighbour that sent it. Digests (id, uid, incarnation, version per
+// peer) exchanged on every new connection and periodically repair anything
+// lost. The cost of a join is thus O(N) bytes per existing peer, where
+// whole-table gossip was O(N²) (weaveworks/mesh#108).
+
+import type { PeerId } from './peer-name.js';
+import {
+  applyDelta,
+  diffRecords,
+  findRecord,
+  packRecords,
+  recordCount,
+  recordEstablished,
+  recordPeer,
+  type ConnSummary,
+  type DigestItem,
+  type EntryFull,
+  type EntryUpdate,
+  type TopologyMessage,
+} from './topology-codec.js';
+
+export interface Entry {
+  id: PeerId;
+  uid: bigint;
+  incarnation: number;
+  version: number;
+  nickname: string;
+  /** Packed connection records, sorted by peer (topology-codec.ts). */
+  conns: Uint8Array;
+}
+
+export interface Outgoing {
+  to: PeerId;
+  msg: TopologyMessage;
+}
+
+export interface HandleResult {
+  /** Messages to send (replies, pulls). */
+  out: Outgoing[];
+  /** Updates that were new here, to relay onwards. */
+  relay: EntryUpdate[];
+  /** True when anything in the table changed. */
+  changed: boolean;
+  /** Set when we learnt of a newer incarnation of ourselves and moved past it. */
+  selfBumped?: number;
+}
+
+/** Total order of entry versions: incarnation, then version, then uid. */
+export function compareVersions(a: Pick<Entry, 'incarnation' | 'version' | 'uid'>, b: Pick<Entry, 'incarnation' | 'version' | 'uid'>): number {
+  if (a.incarnation !== b.incarnation) return a.incarnation - b.incarnation;
+  if (a.version !== b.version) return a.version - b.version;
+  return a.uid === b.uid ? 0 : a.uid < b.uid ? -1 : 1;
+}
+
+export class Topology {
+  readonly entries = new Map<PeerId, Entry>();
+  private readonly self: Entry;
+  private localConns = new Map<PeerId, ConnSummary>();
+  private dirty = false;
+  /** Bumped on every table change; caches (routes) key on it. */
+  generation = 0;
+
+  constructor(self: { id: PeerId; uid: bigint; incarnation: number; nickname: string }) {
+    this.self = { ...self, version: 1, conns: new Uint8Array(0) };
+    this.entries.set(self.id, this.self);
+  }
+
+  get selfId(): PeerId {
+    return this.self.id;
+  }
+
+  get selfEntry(): Readonly<Entry> {
+    return this.self;
+  }
+
+  // ---- local changes ----------------------------------------------------------
+
+  /** Record our connection to `c.peer` (added or changed). Published by publishLocal(). */
+  setLocalConnection(c: ConnSummary): void {
+    const old = this.localConns.get(c.peer);
+    if (old && old.address === c.address && old.outbound === c.outbound && old.established === c.established) return;
+    this.localConns.set(c.peer, c);
+    this.dirty = true;
+  }
+
+  removeLocalConnection(peer: PeerId): void {
+    if (this.localConns.delete(peer)) this.dirty = true;
+  }
+
+  get hasUnpublished(): boolean {
+    return this.dirty;
+  }
+
+  /** Bump our version if anything changed and return the delta to send to every neighbour. */
+  publishLocal(): EntryUpdate | undefined {
+    if (!this.dirty) return undefined;
+    this.dirty = false;
+    const next = packRecords(this.localConns.values());
+    const { upserts, removals } = diffRecords(this.self.conns, next);
+    const baseVersion = this.self.version;
+    this.self.version++;
+    this.self.conns = next;
+    this.touch();
+    return {
+      kind: 'delta',
+      id: this.self.id,
+      uid: this.self.uid,
+      incarnation: this.self.incarnation,
+      baseVersion,
+      version: this.self.version,
+      upserts,
+      removals,
+    };
+  }
+
+  // ---- receiving --------------------------------------------------------------
+
+  digest(): DigestItem[] {
+    return [...this.entries.values()].map((e) => ({ id: e.id, uid: e.uid, incarnation: e.incarnation, version: e.version }));
+  }
+
+  full(id: PeerId): EntryFull | undefined {
+    const e = this.entries.get(id);
+    return e && { kind: 'full', id: e.id, uid: e.uid, incarnation: e.incarnation, version: e.version, nickname: e.nickname, conns: e.conns };
+  }
+
+  handle(from: PeerId, msg: TopologyMessage): HandleResult {
+    const res: HandleResult = { out: [], relay: [], changed: false };
+    if (msg.type === 'digest') {
+      // Send what they lack or have older; pull what we lack or have older.
+      const theirs = new Map(msg.items.map((d) => [d.id, d]));
+      const give: EntryFull[] = [];
+      for (const e of this.entries.values()) {
+        const t = theirs.get(e.id);
+        if (!t || compareVersions(e, t) > 0) give.push(this.full(e.id)!);
+      }
+      const want: PeerId[] = [];
+      for (const t of msg.items) {
+        const e = this.entries.get(t.id);
+        if (t.id === this.self.id) {
+          if (compareVersions(t, this.self) > 0) want.push(t.id); // a stale self we must move past
+        } else if (!e || compareVersions(t, e) > 0) want.push(t.id);
+      }
+      if (give.length) res.out.push({ to: from, msg: { type: 'update', entries: give } });
+      if (want.length) res.out.push({ to: from, msg: { type: 'pull', ids: want } });
+      return res;
+    }
+    if (msg.type === 'pull') {
+      const entries = msg.ids.map((id) => this.full(id)).filter((e): e is EntryFull => e !== undefined);
+      if (entries.length) res.out.push({ to: from, msg: { type: 'update', entries } });
+      return res;
+    }
+    const pulls: PeerId[] = [];
+    for (const u of msg.entries) {
+      if (u.id === this.self.id) {
+        this.handleSelf(u, res);
+        continue;
+      }
+      const cur = this.entries.get(u.id);
+      if (u.kind === 'full') {
+        if (cur && compareVersions(u, cur) <= 0) continue;
+        this.entries.set(u.id, { id: u.id, uid: u.uid, incarnation: u.incarnation, version: u.version, nickname: u.nickname, conns: u.conns });
+        res.relay.push(u);
+        res.changed = true;
+        continue;
+      }
+      // A delta applies only on top of exactly its base version.
+      const target = { incarnation: u.incarnation, version: u.version, uid: u.uid };
+      if (cur && compareVersions(target, cur) <= 0) continue;
+      if (cur && cur.uid === u.uid && cur.incarnation === u.incarnation && cur.version === u.baseVersion) {
+        cur.conns = applyDelta(cur.conns, u.upserts, u.removals);
+        cur.version = u.version;
+        res.relay.push(u);
+        res.changed = true;
+      } else pulls.push(u.id);
+    }
+    if (pulls.length) res.out.push({ to: from, msg: { type: 'pull', ids: pulls } });
+    if (res.changed) this.touch();
+    return res;
+  }
+
+  /** Someone holds an entry for our name: if it is not older than us, move past it. */
+  private handleSelf(u: EntryUpdate, res: HandleResult): void {
+    if (u.uid === this.self.uid && u.incarnation === this.self.incarnation) return;
+    const theirs = { incarnation: u.incarnation, version: u.version, uid: u.uid };
+    if (compareVersions(theirs, this.self) < 0) return;
+    this.self.incarnation = u.incarnation + 1;
+    this.self.version = 1;
+    this.touch();
+    res.changed = true;
+    res.selfBumped = this.self.incarnation;
+    res.relay.push(this.full(this.self.id)!);
+  }
+
+  // ---- queries ----------------------------------------------------------------
+
+  /** True when `a` lists an established connection to `b`. */
+  listsEstablished(a: PeerId, b: PeerId): boolean {
+    const e = this.entries.get(a);
+    if (!e) return false;
+    const i = findRecord(e.conns, b);
+    return i >= 0 && recordEstablished(e.conns, i);
+  }
+
+  /**
+   * Where to relay an update about `origin` that arrived from `from`: our
+   * neighbours that neither sent it nor (by origin's own entry) got it from
+   * origin directly. In a full mesh this is nobody, so an update costs one
+   * message per peer; in a partial mesh it floods only where needed.
+   */
+  relayTargets(origin: PeerId, from: PeerId, neighbours: Iterable<PeerId>): PeerId[] {
+    const out: PeerId[] = [];
+    for (const n of neighbours) {
+      if (n === from || n === origin || n === this.self.id) continue;
+      if (this.listsEstablished(origin, n) && this.listsEstablished(n, origin)) continue;
+      out.push(n);
+    }
+    return out;
+  }
+
+  /** Peers we cannot reach over any listed connection (garbage to collect). */
+  unreachable(): PeerId[] {
+    const seen = new Set<PeerId>([this.self.id]);
+    const queue: PeerId[] = [this.self.id];
+    while (queue.length) {
+      const e = this.entries.get(queue.pop()!);
+      if (!e) continue;
+      for (let i = 0; i < recordCount(e.conns); i++) {
+        const p = recordPeer(e.conns, i);
+        if (!seen.has(p)) {
+          seen.add(p);
+          queue.push(p);
+        }
+      }
+    }
+    return [...this.entries.keys()].filter((id) => !seen.has(id));
+  }
+
+  remove(id: PeerId): boolean {
+    if (id === this.self.id || !this.entries.delete(id)) return false;
+    this.touch();
+    return true;
+  }
+
+  private touch(): void {
+    this.generation++;
+  }
+}

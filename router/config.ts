@@ -1,0 +1,270 @@
+// `meshnet launch` flags and environment → a validated LaunchConfig. Every
+// problem is a ConfigError whose message is one line naming the flag and the
+// value, so the CLI can print it as it is.
+
+import { isIP } from 'node:net';
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+export type IpamInit = { mode: 'consensus'; quorum?: number } | { mode: 'seed'; peers: string[] } | { mode: 'observer' };
+
+export interface LaunchConfig {
+  peers: string[];
+  /** Passwords accepted, preferred first (rotation adds more); empty = unencrypted. */
+  passwords: string[];
+  ipallocRange: string;
+  ipallocInit: IpamInit;
+  name?: string;
+  nickname?: string;
+  host: string;
+  port: number;
+  noFastdp: boolean;
+  trustedSubnets: string[];
+  mtu?: number;
+  connLimit: number;
+  stateDir: string;
+  runDir: string;
+  metricsAddr: { host: string; port: number } | null;
+  foreground: boolean;
+  logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+  /** Where the password came from (for the report; never the password). */
+  passwordSource: 'flag' | 'file' | 'env' | 'none';
+  passwordFile?: string;
+}
+
+export const DEFAULTS = {
+  ipallocRange: '10.32.0.0/12',
+  port: 6783,
+  connLimit: 200,
+  stateDir: '/var/lib/meshnet',
+  runDir: '/run/meshnet',
+  metricsAddr: '127.0.0.1:6782',
+} as const;
+
+/** Flags `launch` understands, and whether each takes a value. */
+const LAUNCH_FLAGS: Record<string, 'value' | 'bool'> = {
+  '--password': 'value',
+  '--password-file': 'value',
+  '--ipalloc-range': 'value',
+  '--ipalloc-init': 'value',
+  '--name': 'value',
+  '--nickname': 'value',
+  '--host': 'value',
+  '--port': 'value',
+  '--no-fastdp': 'bool',
+  '--trusted-subnets': 'value',
+  '--mtu': 'value',
+  '--conn-limit': 'value',
+  '--state-dir': 'value',
+  '--run-dir': 'value',
+  '--metrics-addr': 'value',
+  '--foreground': 'bool',
+  '--log-level': 'value',
+};
+
+export interface ParsedArgs {
+  positional: string[];
+  flags: Map<string, string | true>;
+}
+
+/**
+ * Split arguments into positionals and known flags (`--flag value` or
+ * `--flag=value`). Unknown flags and missing values are errors.
+ */
+export function parseArgs(argv: string[], known: Record<string, 'value' | 'bool'>): ParsedArgs {
+  const positional: string[] = [];
+  const flags = new Map<string, string | true>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--') {
+      positional.push(...argv.slice(i + 1));
+      break;
+    }
+    if (!arg.startsWith('-') || arg === '-') {
+      positional.push(arg);
+      continue;
+    }
+    const eq = arg.indexOf('=');
+    const name = eq > 0 ? arg.slice(0, eq) : arg;
+    const kind = known[name];
+    if (!kind) throw new ConfigError(`unknown flag ${name}`);
+    if (kind === 'bool') {
+      if (eq > 0) throw new ConfigError(`${name} takes no value`);
+      flags.set(name, true);
+      continue;
+    }
+    const value = eq > 0 ? arg.slice(eq + 1) : argv[++i];
+    if (value === undefined || (eq < 0 && value.startsWith('--'))) throw new ConfigError(`${name} needs a value`);
+    flags.set(name, value);
+  }
+  return { positional, flags };
+}
+
+export interface ConfigEnv {
+  MESHNET_PASSWORD?: string | undefined;
+  IPALLOC_RANGE?: string | undefined;
+  MESHNET_RUN_DIR?: string | undefined;
+}
+
+/** Parse `launch` arguments. Reading the password file is the caller's job (see readPasswordFile). */
+export function parseLaunchArgs(argv: string[], env: ConfigEnv, readFile: (path: string) => string): LaunchConfig {
+  const { positional, flags } = parseArgs(argv, LAUNCH_FLAGS);
+  const str = (f: string): string | undefined => {
+    const v = flags.get(f);
+    return typeof v === 'string' ? v : undefined;
+  };
+  for (const p of positional) parsePeerAddress(p, DEFAULTS.port);
+
+  let passwords: string[] = [];
+  let passwordSource: LaunchConfig['passwordSource'] = 'none';
+  const pwFlag = str('--password');
+  const pwFile = str('--password-file');
+  if (pwFlag !== undefined && pwFile !== undefined) throw new ConfigError('give --password or --password-file, not both');
+  if (pwFlag !== undefined) {
+    passwords = [pwFlag];
+    passwordSource = 'flag';
+  } else if (pwFile !== undefined) {
+    passwords = [readPasswordFile(pwFile, readFile)];
+    passwordSource = 'file';
+  } else if (env.MESHNET_PASSWORD) {
+    passwords = [env.MESHNET_PASSWORD];
+    passwordSource = 'env';
+  }
+  if (passwords.some((p) => p.length === 0)) throw new ConfigError('--password: the password is empty');
+
+  const range = str('--ipalloc-range') ?? env.IPALLOC_RANGE ?? DEFAULTS.ipallocRange;
+  parseCidr(range, '--ipalloc-range');
+  const init = parseIpamInit(str('--ipalloc-init'), positional.length);
+
+  const name = str('--name');
+  if (name !== undefined && !/^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/.test(name)) {
+    throw new ConfigError(`--name: "${name}" is not a peer name (six hex bytes like 8a:3f:00:12:ab:cd)`);
+  }
+  const nickname = str('--nickname');
+  if (nickname !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(nickname)) {
+    throw new ConfigError(`--nickname: "${nickname}" must be 1-63 letters, digits, '.', '_' or '-'`);
+  }
+  const host = str('--host') ?? '0.0.0.0';
+  if (!isIP(host)) throw new ConfigError(`--host: "${host}" is not an IP address`);
+  const port = parsePort(str('--port') ?? String(DEFAULTS.port), '--port');
+  const trusted = (str('--trusted-subnets') ?? '').split(',').filter(Boolean);
+  for (const t of trusted) parseCidr(t, '--trusted-subnets');
+  const mtuStr = str('--mtu');
+  const mtu = mtuStr === undefined ? undefined : parseIntIn(mtuStr, '--mtu', 576, 65535);
+  const connLimit = parseIntIn(str('--conn-limit') ?? String(DEFAULTS.connLimit), '--conn-limit', 0, 100_000);
+  const metrics = str('--metrics-addr') ?? DEFAULTS.metricsAddr;
+  const metricsAddr = metrics === '' || metrics === 'off' ? null : parseHostPort(metrics, '--metrics-addr');
+  const logLevel = str('--log-level') ?? 'info';
+  const levels = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+  if (!levels.includes(logLevel)) throw new ConfigError(`--log-level: "${logLevel}" is not one of ${levels.join(', ')}`);
+
+  const cfg: LaunchConfig = {
+    peers: positional,
+    passwords,
+    passwordSource,
+    ipallocRange: range,
+    ipallocInit: init,
+    host,
+    port,
+    noFastdp: flags.has('--no-fastdp'),
+    trustedSubnets: trusted,
+    connLimit,
+    stateDir: str('--state-dir') ?? DEFAULTS.stateDir,
+    runDir: str('--run-dir') ?? env.MESHNET_RUN_DIR ?? DEFAULTS.runDir,
+    metricsAddr,
+    foreground: flags.has('--foreground'),
+    logLevel: logLevel as LaunchConfig['logLevel'],
+  };
+  if (name !== undefined) cfg.name = name.toLowerCase();
+  if (nickname !== undefined) cfg.nickname = nickname;
+  if (mtu !== undefined) cfg.mtu = mtu;
+  if (pwFile !== undefined) cfg.passwordFile = pwFile;
+  return cfg;
+}
+
+export function readPasswordFile(path: string, readFile: (path: string) => string): string {
+  let text: string;
+  try {
+    text = readFile(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'is a directory' : (err as Error).message;
+    throw new ConfigError(`--password-file: cannot read ${path}: ${why}`);
+  }
+  // A trailing newline is what editors and `echo` leave; it is not part of the password.
+  const pw = text.replace(/\r?\n$/, '');
+  if (pw.length === 0) throw new ConfigError(`--password-file: ${path} is empty`);
+  return pw;
+}
+
+export function parseIpamInit(value: string | undefined, launchPeers: number): IpamInit {
+  if (value === undefined || value === 'consensus') return { mode: 'consensus' };
+  if (value === 'observer') return { mode: 'observer' };
+  const c = /^consensus=(\d+)$/.exec(value);
+  if (c) {
+    const quorum = Number(c[1]);
+    if (quorum < 1) throw new ConfigError(`--ipalloc-init: consensus=${c[1]} must be at least 1`);
+    return { mode: 'consensus', quorum };
+  }
+  const s = /^seed=(.+)$/.exec(value);
+  if (s) {
+    const peers = s[1]!.split(',').filter(Boolean);
+    if (peers.length === 0) throw new ConfigError('--ipalloc-init: seed= needs at least one peer name');
+    return { mode: 'seed', peers };
+  }
+  void launchPeers;
+  throw new ConfigError(`--ipalloc-init: "${value}" is not consensus[=N], seed=PEER,... or observer`);
+}
+
+export function parsePort(v: string, what: string): number {
+  return parseIntIn(v, what, 1, 65535);
+}
+
+function parseIntIn(v: string, what: string, min: number, max: number): number {
+  if (!/^\d+$/.test(v)) throw new ConfigError(`${what}: "${v}" is not a number`);
+  const n = Number(v);
+  if (n < min || n > max) throw new ConfigError(`${what}: ${n} is outside ${min}-${max}`);
+  return n;
+}
+
+export function parseCidr(v: string, what: string): { ip: string; prefix: number } {
+  const m = /^([0-9.]+)\/(\d{1,2})$/.exec(v);
+  if (!m || isIP(m[1]!) !== 4 || Number(m[2]) > 32) throw new ConfigError(`${what}: "${v}" is not an IPv4 CIDR like 10.32.0.0/12`);
+  return { ip: m[1]!, prefix: Number(m[2]) };
+}
+
+export function parseHostPort(v: string, what: string): { host: string; port: number } {
+  const m = /^\[([^\]]+)\]:(\d+)$/.exec(v) ?? /^([^:]+):(\d+)$/.exec(v);
+  if (!m || !isIP(m[1]!)) throw new ConfigError(`${what}: "${v}" is not HOST:PORT with an IP address`);
+  return { host: m[1]!, port: parsePort(m[2]!, what) };
+}
+
+const HOSTNAME_RE = /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+
+/** "host", "host:port", "[v6]:port" → normalised "host:port". */
+export function parsePeerAddress(v: string, defaultPort: number): string {
+  const bracket = /^\[([^\]]+)\](?::(\d+))?$/.exec(v);
+  let host: string;
+  let port: string | undefined;
+  if (bracket) {
+    host = bracket[1]!;
+    port = bracket[2];
+    if (isIP(host) !== 6) throw new ConfigError(`invalid peer address "${v}": [${host}] is not an IPv6 address`);
+  } else if (isIP(v) === 6) {
+    host = v;
+  } else {
+    const parts = v.split(':');
+    if (parts.length > 2) throw new ConfigError(`invalid peer address "${v}": expected HOST[:PORT]`);
+    host = parts[0]!;
+    port = parts[1];
+    if (!isIP(host) && !HOSTNAME_RE.test(host)) throw new ConfigError(`invalid peer address "${v}": "${host}" is not an IP address or host name`);
+  }
+  const p = port === undefined ? defaultPort : Number(port);
+  if (port !== undefined && (!/^\d+$/.test(port) || p < 1 || p > 65535)) throw new ConfigError(`invalid peer address "${v}": bad port "${port}"`);
+  return isIP(host) === 6 ? `[${host}]:${p}` : `${host}:${p}`;
+}

@@ -1,0 +1,196 @@
+// The router daemon's composition root: builds every component from the
+// launch config, starts them in order, and stops what already started if a
+// later one fails (so a failed launch leaves no socket or port behind).
+
+import { mkdirSync, unlinkSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import type { Logger as Pino } from 'pino';
+import { initCrypto, passwordId, stretchPassword } from '../crypto/index.js';
+import type { Secret } from '../mesh/handshake.js';
+import { Mesh } from '../mesh/mesh.js';
+import { derivePeerName } from '../mesh/peer-name.js';
+import { TcpTransport } from '../mesh/transport.js';
+import { callApi } from './api-client.js';
+import { ApiError, ApiServer } from './api-server.js';
+import { ConfigError, parsePeerAddress, type LaunchConfig } from './config.js';
+import { absoluteStateDir, loadIdentity, machineId, saveIdentity } from './identity-store.js';
+import { createLogger, RecentErrors } from './logger.js';
+import { Metrics, MetricsServer } from './metrics.js';
+import { meshStatus, type StatusJson } from './status.js';
+import { VERSION } from './version.js';
+
+export class StartError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'StartError';
+  }
+}
+
+/** Anything with a start and a stop; a failed start stops what already started. */
+interface Startable {
+  name: string;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export class Daemon {
+  readonly log: Pino;
+  readonly recent = new RecentErrors();
+  mesh!: Mesh;
+  api!: ApiServer;
+  private readonly started: Startable[] = [];
+  private stopping: Promise<void> | undefined;
+  /** Resolves when the daemon has stopped (by API, signal or error). */
+  readonly done: Promise<void>;
+  private resolveDone!: () => void;
+
+  private constructor(
+    readonly config: LaunchConfig,
+    logDest?: NodeJS.WritableStream,
+  ) {
+    this.log = createLogger(config.logLevel, this.recent, logDest);
+    this.done = new Promise((r) => (this.resolveDone = r));
+  }
+
+  static async start(config: LaunchConfig, logDest?: NodeJS.WritableStream): Promise<Daemon> {
+    const d = new Daemon(config, logDest);
+    try {
+      await d.boot();
+    } catch (err) {
+      await d.stopAll();
+      throw err instanceof StartError || err instanceof ConfigError ? err : new StartError(err instanceof Error ? err.message : String(err));
+    }
+    return d;
+  }
+
+  private async boot(): Promise<void> {
+    const cfg = this.config;
+    mkdirSync(cfg.stateDir, { recursive: true, mode: 0o700 });
+    mkdirSync(cfg.runDir, { recursive: true, mode: 0o700 });
+    if (await isRunning(cfg.runDir)) throw new StartError(`meshnet is already running with run dir ${cfg.runDir}`);
+
+    const stored = loadIdentity(cfg.stateDir);
+    const name = cfg.name ?? stored?.name ?? derivePeerName(machineId(), absoluteStateDir(cfg.stateDir));
+    const incarnation = (stored?.name === name ? stored.incarnation : 0) + 1;
+    saveIdentity(cfg.stateDir, { name, incarnation });
+
+    await initCrypto();
+    const secrets: Secret[] = [];
+    for (const pw of cfg.passwords) {
+      const key = await stretchPassword(Buffer.from(pw, 'utf8'));
+      secrets.push({ id: passwordId(key), key });
+    }
+
+    this.mesh = new Mesh({
+      name,
+      nickname: cfg.nickname ?? hostname().split('.')[0]!.slice(0, 63),
+      incarnation,
+      transport: new TcpTransport(cfg.host, cfg.port),
+      listenPort: cfg.port,
+      defaultPort: 6783,
+      secrets,
+      connLimit: cfg.connLimit,
+      logger: this.log,
+      onIncarnation: (inc) => saveIdentity(cfg.stateDir, { name, incarnation: inc }),
+    });
+    await this.add({ name: 'mesh', start: () => this.mesh.start(), stop: () => this.mesh.stop() });
+
+    this.api = new ApiServer(join(cfg.runDir, 'meshnet.sock'));
+    this.registerRoutes();
+    await this.add({ name: 'control API', start: () => this.api.listen(), stop: () => this.api.close() });
+
+    if (cfg.metricsAddr) {
+      const addr = cfg.metricsAddr;
+      if (addr.host !== '127.0.0.1' && addr.host !== '::1') {
+        this.log.warn({ addr: `${addr.host}:${addr.port}` }, 'metrics and the topology page are served on a non-loopback address, as --metrics-addr asks');
+      }
+      const server = new MetricsServer(new Metrics(this.mesh), () => true);
+      await this.add({ name: 'metrics', start: () => server.listen(addr), stop: () => server.close() });
+    }
+
+    const pidFile = join(cfg.runDir, 'meshnet.pid');
+    writeFileSync(pidFile, `${process.pid}\n`);
+    this.started.push({ name: 'pid file', start: async () => undefined, stop: async () => void unlinkQuiet(pidFile) });
+
+    this.mesh.connect(cfg.peers.map((p) => parsePeerAddress(p, cfg.port)));
+    this.log.info(
+      { name, nickname: this.mesh.localNickname, incarnation, version: VERSION, encryption: secrets.length > 0, port: cfg.port },
+      `meshnet ${VERSION} started as ${this.mesh.localNickname} (${name})`,
+    );
+  }
+
+  private async add(c: Startable): Promise<void> {
+    await c.start();
+    this.started.push(c);
+  }
+
+  status(): StatusJson {
+    return {
+      ...meshStatus(this.mesh),
+      ipam: { range: this.config.ipallocRange, ready: false, owned: 0, allocated: 0, ranges: [] },
+    };
+  }
+
+  private registerRoutes(): void {
+    const api = this.api;
+    const addresses = (body: unknown): string[] => {
+      const peers = (body as { peers?: unknown } | undefined)?.peers;
+      if (!Array.isArray(peers) || peers.some((p) => typeof p !== 'string')) throw new ApiError(400, 'body must be {"peers": ["host[:port]", ...]}');
+      try {
+        return (peers as string[]).map((p) => parsePeerAddress(p, this.config.port));
+      } catch (err) {
+        throw new ApiError(400, (err as Error).message);
+      }
+    };
+    api.route('GET', '/status', () => this.status());
+    api.route('GET', '/version', () => ({ version: VERSION, protocol: meshStatus(this.mesh).protocol }));
+    api.route('POST', '/connect', (req) => {
+      const list = addresses(req.body);
+      this.mesh.connect(list, (req.body as { replace?: boolean }).replace === true);
+      return { targets: this.mesh.directTargets() };
+    });
+    api.route('POST', '/forget', (req) => ({ forgotten: this.mesh.forget(addresses(req.body)) }));
+    api.route('POST', '/stop', () => {
+      setImmediate(() => void this.stop('stop requested'));
+      return { stopping: true };
+    });
+  }
+
+  /** Stop everything (kernel state and allocations stay). Idempotent. */
+  stop(reason: string): Promise<void> {
+    this.stopping ??= (async () => {
+      this.log.info({ reason }, `meshnet stopping: ${reason}`);
+      await this.stopAll();
+      this.resolveDone();
+    })();
+    return this.stopping;
+  }
+
+  private async stopAll(): Promise<void> {
+    for (const c of this.started.splice(0).reverse()) {
+      try {
+        await c.stop();
+      } catch (err) {
+        this.log.error({ component: c.name, err: (err as Error).message }, `stopping ${c.name} failed`);
+      }
+    }
+  }
+}
+
+async function isRunning(runDir: string): Promise<boolean> {
+  try {
+    await callApi(runDir, 'GET', '/version', undefined, 2_000);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function unlinkQuiet(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    /* already gone */
+  }
+}
