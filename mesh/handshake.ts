@@ -11,6 +11,7 @@
 //     wrong key shows up as a frame that fails to open.
 //  5. the caller validates the identity (self, name collision, limits,
 //     features); a refusal is sent to the peer with its reason.
+//  6. each side confirms (ACCEPT) or has refused, so both see the same outcome.
 //
 // Every failure is a HandshakeFailure with a kind (for metrics and retry
 // decisions) and a one-line reason that status shows on both sides.
@@ -219,6 +220,14 @@ async function handshake(stream: ByteStream, reader: StreamReader, p: HandshakeP
     stream.write(encodeFrame(seal(encodeMessage({ tag: Tag.CLOSE, reason: encodeRefusal(refusal.kind, refusal.reason) }))));
     throw new HandshakeFailure(refusal.kind, refusal.reason);
   }
+  // 6. both sides confirm, so a refusal by either is seen by both as a failed handshake.
+  stream.write(encodeFrame(seal(encodeMessage({ tag: Tag.ACCEPT }))));
+  const confirm = decodeMessage(open(await reader.readFrame(HANDSHAKE_FRAME_LIMIT)));
+  if (confirm.tag === Tag.CLOSE) {
+    const r = decodeRefusal(confirm.reason);
+    throw new HandshakeFailure(r.kind, `refused by peer: ${r.reason}`);
+  }
+  if (confirm.tag !== Tag.ACCEPT) throw new ProtocolError('expected handshake confirmation');
   return {
     remote,
     version,

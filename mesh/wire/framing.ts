@@ -61,6 +61,7 @@ export class FrameDecoder {
   }
 
   private consume(n: number): Buffer {
+    if (n === 0) return Buffer.alloc(0);
     const first = this.chunks[0]!;
     if (first.length >= n) {
       // Fast path: the whole piece is inside the first chunk.

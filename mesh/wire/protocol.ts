@@ -106,6 +106,8 @@ export const Tag = {
   BROADCAST: 5,
   UNICAST: 6,
   OVERLAY: 7,
+  /** The handshake's last message: "I accept this connection too". */
+  ACCEPT: 8,
 } as const;
 export type TagValue = (typeof Tag)[keyof typeof Tag];
 
@@ -118,7 +120,8 @@ export type Message =
   | { tag: typeof Tag.GOSSIP; channel: string; payload: Uint8Array }
   | { tag: typeof Tag.BROADCAST; channel: string; origin: PeerId; payload: Uint8Array }
   | { tag: typeof Tag.UNICAST; channel: string; src: PeerId; dst: PeerId; payload: Uint8Array }
-  | { tag: typeof Tag.OVERLAY; payload: Uint8Array };
+  | { tag: typeof Tag.OVERLAY; payload: Uint8Array }
+  | { tag: typeof Tag.ACCEPT };
 
 export function encodeMessage(m: Message): Buffer {
   switch (m.tag) {
@@ -127,6 +130,7 @@ export function encodeMessage(m: Message): Buffer {
     case Tag.CLOSE:
       return Buffer.concat([Buffer.from([m.tag]), Buffer.from(m.reason.slice(0, 512), 'utf8')]);
     case Tag.HEARTBEAT:
+    case Tag.ACCEPT:
       return Buffer.from([m.tag]);
     case Tag.OVERLAY:
       return Buffer.concat([Buffer.from([m.tag]), m.payload]);
@@ -164,7 +168,8 @@ export function decodeMessage(buf: Buffer): Message {
     case Tag.CLOSE:
       return { tag, reason: buf.subarray(1, 513).toString('utf8') };
     case Tag.HEARTBEAT:
-      if (buf.length !== 1) throw new ProtocolError('malformed heartbeat');
+    case Tag.ACCEPT:
+      if (buf.length !== 1) throw new ProtocolError('malformed message');
       return { tag };
     case Tag.OVERLAY:
       return { tag, payload: buf.subarray(1) };
