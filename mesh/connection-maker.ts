@@ -31,13 +31,15 @@ export interface TargetStatus {
 interface Target extends TargetStatus {
   intervalMs: number;
   timer?: NodeJS.Timeout;
+  /** Aborts the attempt in flight when the target is forgotten. */
+  inflight?: AbortController;
   /** Never retried (self, name collision). */
   permanent: boolean;
 }
 
 export interface Dialer {
-  /** Dial, handshake and register; resolves with the peer reached. */
-  dial(address: string): Promise<PeerId>;
+  /** Dial, handshake and register; resolves with the peer reached. Must not register once `signal` is aborted. */
+  dial(address: string, signal: AbortSignal): Promise<PeerId>;
   isConnected(peer: PeerId): boolean;
   /** How many more outbound attempts the connection limit allows now. */
   canDial(): boolean;
@@ -78,6 +80,7 @@ export class ConnectionMaker {
     this.forgotten.add(address);
     if (!t) return false;
     clearTimeout(t.timer);
+    t.inflight?.abort();
     this.targets.delete(address);
     return true;
   }
@@ -149,7 +152,10 @@ export class ConnectionMaker {
 
   stop(): void {
     this.stopped = true;
-    for (const t of this.targets.values()) clearTimeout(t.timer);
+    for (const t of this.targets.values()) {
+      clearTimeout(t.timer);
+      t.inflight?.abort();
+    }
   }
 
   private add(address: string, direct: boolean, peer?: PeerId): void {
@@ -181,8 +187,9 @@ export class ConnectionMaker {
     t.state = 'connecting';
     t.nextTryAt = undefined;
     t.attempts++;
+    t.inflight = new AbortController();
     try {
-      const peer = await this.dialer.dial(t.address);
+      const peer = await this.dialer.dial(t.address, t.inflight.signal);
       if (this.targets.get(t.address) !== t) return;
       t.peer = peer;
       t.state = 'connected';
@@ -206,6 +213,8 @@ export class ConnectionMaker {
       // Refusals by a live peer (password, version, limits) are failures;
       // network errors are transient. Both retry with backoff.
       this.retryLater(t, failure && failure.kind !== 'closed' && failure.kind !== 'timeout' ? 'failed' : 'retrying', message);
+    } finally {
+      t.inflight = undefined;
     }
   }
 

@@ -5,7 +5,6 @@
 // connection maker, gossip) lives in its own module.
 
 import { EventEmitter } from 'node:events';
-import type { Overlay, OverlayConnection } from '../datapath/types.js';
 import { Connection, type ConnectionTiming } from './connection.js';
 import { ConnectionMaker, DEFAULT_BACKOFF, type BackoffPolicy, type TargetStatus } from './connection-maker.js';
 import { GossipRouter } from './gossip.js';
@@ -19,7 +18,7 @@ import { Topology } from './topology.js';
 import type { ByteStream, Transport } from './transport.js';
 import type { Identity } from './wire/identity.js';
 import { PROTOCOL_MAX_VERSION, PROTOCOL_MIN_VERSION, Tag, type Message } from './wire/protocol.js';
-import type { Features, GossipChannel, Gossiper, MeshEvents, MeshHandle, PeerInfo, PeerName } from './types.js';
+import type { Features, GossipChannel, Gossiper, MeshEvents, MeshHandle, Overlay, OverlayConnection, PeerInfo, PeerName } from './types.js';
 
 export interface MeshTiming extends ConnectionTiming {
   handshakeTimeoutMs: number;
@@ -158,7 +157,7 @@ export class Mesh extends EventEmitter implements MeshHandle {
     });
     this.maker = new ConnectionMaker(
       {
-        dial: (address) => this.dial(address),
+        dial: (address, signal) => this.dial(address, signal),
         isConnected: (peer) => this.connections.has(peer),
         canDial: () => this.connections.size + this.handshaking.size < this.connLimit,
       },
@@ -338,13 +337,17 @@ export class Mesh extends EventEmitter implements MeshHandle {
     void this.handshake(stream, false, `${stream.remoteIp}:${stream.remotePort}`).catch(() => undefined);
   }
 
-  private async dial(address: string): Promise<PeerId> {
+  private async dial(address: string, signal?: AbortSignal): Promise<PeerId> {
     const { ip, port } = splitAddress(address);
     const stream = await this.config.transport.dial(ip, port, this.timing.dialTimeoutMs);
-    return this.handshake(stream, true, address);
+    if (signal?.aborted) {
+      stream.destroy();
+      throw new HandshakeFailure('closed', 'target forgotten');
+    }
+    return this.handshake(stream, true, address, signal);
   }
 
-  private async handshake(stream: ByteStream, outbound: boolean, address: string): Promise<PeerId> {
+  private async handshake(stream: ByteStream, outbound: boolean, address: string, signal?: AbortSignal): Promise<PeerId> {
     this.handshaking.add(stream);
     try {
       const identity: Omit<Identity, 'connId'> = {
@@ -371,6 +374,10 @@ export class Mesh extends EventEmitter implements MeshHandle {
         onMessage: (c, m) => this.onMessage(c, m),
         onClosed: (c, reason) => this.onClosed(c, reason),
       });
+      if (signal?.aborted) {
+        conn.close('target forgotten');
+        throw new HandshakeFailure('closed', 'target forgotten');
+      }
       this.register(conn);
       return conn.peer;
     } catch (err) {

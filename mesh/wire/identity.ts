@@ -1,7 +1,7 @@
 // The identity each side sends as its first message after the keys are
 // agreed (sealed when encrypted): who it is and what it supports.
 
-import { pack, unpack } from 'msgpackr';
+import { decode, encode } from '@msgpack/msgpack';
 import type { Features } from '../types.js';
 import { parsePeerName, formatPeerName, type PeerId } from '../peer-name.js';
 import { ProtocolError } from './protocol.js';
@@ -24,7 +24,7 @@ const LIMITS = { nickname: 64, features: 64, featureKey: 64, featureValue: 4096 
 const U64_RE = /^[1-9][0-9]{0,19}$/;
 
 export function encodeIdentity(id: Identity): Buffer {
-  return pack({
+  const fields = {
     n: formatPeerName(id.name),
     k: id.nickname,
     u: id.uid,
@@ -32,13 +32,14 @@ export function encodeIdentity(id: Identity): Buffer {
     c: id.connId,
     p: id.listenPort,
     f: id.features,
-  });
+  };
+  return Buffer.from(encode(fields));
 }
 
 export function decodeIdentity(buf: Uint8Array): Identity {
   let raw: unknown;
   try {
-    raw = unpack(buf);
+    raw = decode(buf);
   } catch {
     throw new ProtocolError('malformed identity');
   }

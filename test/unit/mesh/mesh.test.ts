@@ -200,3 +200,51 @@ describe('mesh over the in-memory transport', () => {
     expect(established(cluster, 1).sort()).toEqual(['p0', 'p2']);
   });
 });
+
+describe('hostile input on a live mesh', () => {
+  it('drops inbound handshakes beyond the rate limit and counts them', async () => {
+    cluster = new MemoryCluster();
+    await cluster.add(0, { acceptRate: { burst: 2, intervalMs: 60_000 } });
+    for (let i = 1; i <= 4; i++) {
+      await cluster.add(i);
+      cluster.peers[i]!.mesh.connect([cluster.address(0)]);
+    }
+    await until(() => (cluster.peers[0]!.mesh.stats.handshakeFailures.get('rate-limited') ?? 0) >= 2 && established(cluster, 0).length === 2, 5_000, 'rate limiting');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(established(cluster, 0).length).toBe(2);
+  });
+
+  it('random frames after a valid handshake close only that connection', async () => {
+    const fc = (await import('fast-check')).default;
+    const { runHandshake } = await import('../../../mesh/handshake.js');
+    const { encodeFrame } = await import('../../../mesh/wire/framing.js');
+    const { parsePeerName } = await import('../../../mesh/peer-name.js');
+    cluster = new MemoryCluster({ secrets: [secretA] });
+    await cluster.add(0);
+    await cluster.add(1);
+    cluster.peers[1]!.mesh.connect([cluster.address(0)]);
+    await until(() => established(cluster, 0).length === 1, 5_000, 'honest connection');
+    const attacker = cluster.net.transport('198.18.9.9', 6783);
+    let n = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.uint8Array({ minLength: 1, maxLength: 64 }), { minLength: 1, maxLength: 4 }), fc.boolean(), async (frames, sealed) => {
+        const s = await attacker.dial(cluster.peers[0]!.ip, 6783);
+        const hs = await runHandshake(s, {
+          outbound: true,
+          identity: { name: parsePeerName('02:00:00:00:99:00') + n++, nickname: 'evil', uid: String(1000 + n), incarnation: 1, listenPort: 6783, features: {} },
+          secrets: [secretA],
+          versionRange: { min: 1, max: 1 },
+          timeoutMs: 2_000,
+          validate: () => undefined,
+        });
+        for (const f of frames) s.write(encodeFrame(sealed ? hs.sealer!.seal(f) : f));
+        await new Promise((r) => setTimeout(r, 20));
+        s.destroy();
+      }),
+      { numRuns: 60 },
+    );
+    await new Promise((r) => setTimeout(r, 200));
+    expect(established(cluster, 0)).toEqual(['p1']);
+    expect(established(cluster, 1)).toEqual(['p0']);
+  });
+});
