@@ -233,7 +233,7 @@ describe('the DaemonSet runs meshnet as deploy/docs describe', () => {
   it('claims the first IPAM ring by a rule joining nodes cannot break (not consensus=<node count>)', () => {
     expect(argv(router)).toContain('--ipalloc-init=$(IPALLOC_INIT)');
     expect(env(router, 'IPALLOC_INIT')?.value).toBe('seed-from-kubernetes');
-    expect(argv(router)).toContain('--name=$(NODE_NAME)');
+    // How a router knows whether it is the oldest Node (docs/deploy.md 3.2).
     expect(env(router, 'NODE_NAME')?.valueFrom?.fieldRef?.fieldPath).toBe('spec.nodeName');
   });
 
