@@ -97,17 +97,21 @@ async function settle(c: MemoryCluster, n: number, timeoutMs: number): Promise<n
 }
 
 async function simulate(n: number, connLimit: number): Promise<(string | number)[]> {
-  const cluster = new MemoryCluster({ timing: SIM_TIMING, connLimit, backoff: { initialMs: 500, maxMs: 5_000, resetAfterMs: 60_000 } });
+  const cluster = new MemoryCluster({ timing: SIM_TIMING, connLimit, backoff: { initialMs: 2_000, maxMs: 60_000, resetAfterMs: 60_000 } });
   try {
-    for (let i = 0; i < n; i++) await cluster.add(i);
-    // Build the mesh: each peer dials up to `connLimit/2` lower peers, discovery does the rest.
-    for (let i = 1; i < n; i++) {
-      const want = Math.min(i, Math.max(1, Math.floor(connLimit === 0 ? i : connLimit / 2)));
-      const targets: string[] = [];
-      for (let k = 0; k < want; k++) targets.push(cluster.address(connLimit === 0 ? k : (i - 1 - k + n) % i));
-      cluster.peers[i]!.mesh.connect(targets);
+    // Grow the mesh in batches, as a real rollout would, letting each batch
+    // converge: everyone starting at the same instant is a different test.
+    await cluster.add(0);
+    const batch = 25;
+    for (let start = 1; start < n; start += batch) {
+      const end = Math.min(n, start + batch);
+      for (let i = start; i < end; i++) {
+        const p = await cluster.add(i);
+        // A joiner is told of three existing peers (one may be full).
+        p.mesh.connect([0, 1, 2].map(() => cluster.address(Math.floor(Math.random() * start))));
+      }
+      await settle(cluster, end, 600_000);
     }
-    await settle(cluster, n, 600_000);
     const bytesBefore = topologyBytes(cluster);
     const t0 = performance.now();
     const joiner = await cluster.add(n);

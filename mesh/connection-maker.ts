@@ -41,8 +41,8 @@ export interface Dialer {
   /** Dial, handshake and register; resolves with the peer reached. Must not register once `signal` is aborted. */
   dial(address: string, signal: AbortSignal): Promise<PeerId>;
   isConnected(peer: PeerId): boolean;
-  /** How many more outbound attempts the connection limit allows now. */
-  canDial(): boolean;
+  /** Whether the connection limit allows another outbound attempt (direct targets may use all of it). */
+  canDial(direct: boolean): boolean;
 }
 
 /** Delay before the next attempt: uniform in [i/2, 3i/2], so peers don't retry in lockstep. */
@@ -180,7 +180,7 @@ export class ConnectionMaker {
       t.nextTryAt = undefined;
       return;
     }
-    if (!this.dialer.canDial()) {
+    if (!this.dialer.canDial(t.direct)) {
       t.lastError = 'connection limit reached';
       return this.retryLater(t, 'retrying', t.lastError);
     }

@@ -13,7 +13,7 @@ import { LogOnce, silentLogger, type Logger } from './log.js';
 import { formatPeerName, parsePeerName, randomUid, type PeerId } from './peer-name.js';
 import { Routes } from './routes.js';
 import { TokenBucket } from './token-bucket.js';
-import { splitAddress, unpackRecords, type TopologyMessage } from './topology-codec.js';
+import { recordCount, recordPeer, splitAddress, unpackRecord, unpackRecords, type TopologyMessage } from './topology-codec.js';
 import { Topology } from './topology.js';
 import type { ByteStream, Transport } from './transport.js';
 import type { Identity } from './wire/identity.js';
@@ -159,7 +159,9 @@ export class Mesh extends EventEmitter implements MeshHandle {
       {
         dial: (address, signal) => this.dial(address, signal),
         isConnected: (peer) => this.connections.has(peer),
-        canDial: () => this.connections.size + this.handshaking.size < this.connLimit,
+        // Discovery leaves a quarter of the limit free for inbound connections,
+        // so a peer joining a large mesh finds someone who will accept it.
+        canDial: (direct) => this.connections.size + this.handshaking.size < (direct ? this.connLimit : Math.ceil(this.connLimit * 0.75)),
       },
       { ...DEFAULT_BACKOFF, ...config.backoff },
     );
@@ -574,11 +576,16 @@ export class Mesh extends EventEmitter implements MeshHandle {
     const found = new Map<PeerId, string[]>();
     for (const e of this.topology.entries.values()) {
       if (e.id === this.selfId) continue;
-      for (const c of unpackRecords(e.conns)) {
-        if (c.peer === this.selfId || this.connections.has(c.peer)) continue;
-        const list = found.get(c.peer) ?? [];
-        if (!list.includes(c.address)) list.push(c.address);
-        found.set(c.peer, list);
+      const n = recordCount(e.conns);
+      for (let i = 0; i < n; i++) {
+        // Read the id first: in a converged mesh almost every record names a
+        // peer we are already connected to, and unpacking it would be waste.
+        const peer = recordPeer(e.conns, i);
+        if (peer === this.selfId || this.connections.has(peer)) continue;
+        const address = unpackRecord(e.conns, i).address;
+        const list = found.get(peer) ?? [];
+        if (!list.includes(address)) list.push(address);
+        found.set(peer, list);
       }
     }
     this.maker.setDiscovered(found);
