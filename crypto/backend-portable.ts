@@ -8,6 +8,7 @@
 // out. Copies are unavoidable (WASM memory is separate), allocations are not.
 
 import type { CryptoBackend } from './backend.js';
+import { ViewCache } from './view-cache.js';
 
 /** Raw Emscripten exports of libsodium used here (64-bit lengths are split lo, hi). */
 interface RawLibsodium {
@@ -36,6 +37,7 @@ export async function loadPortableBackend(): Promise<CryptoBackend> {
 
   let ptr = 0;
   let capacity = 0; // message bytes that fit
+  const heapViews = new ViewCache(); // result ranges of the scratch area, reused
   /** Makes room for a message of n bytes; returns the current heap view. */
   function scratch(n: number): Uint8Array {
     if (n > capacity) {
@@ -87,7 +89,7 @@ export async function loadPortableBackend(): Promise<CryptoBackend> {
       const rc = raw._crypto_secretbox_easy(ptr + SCRATCH_SEALED, ptr + SCRATCH_PLAIN, n, 0, ptr + SCRATCH_NONCE, ptr + SCRATCH_KEY);
       heap.fill(0, ptr + SCRATCH_KEY, ptr + SCRATCH_KEY + 32);
       if (rc !== 0) throw new Error(`crypto_secretbox_easy failed (${rc})`);
-      sealed.set(heap.subarray(ptr + SCRATCH_SEALED, ptr + SCRATCH_SEALED + n + 16));
+      sealed.set(heapViews.view(heap, ptr + SCRATCH_SEALED, n + 16));
     },
     secretboxOpen(plain, sealed, nonce, key) {
       const n = sealed.length;
@@ -98,7 +100,7 @@ export async function loadPortableBackend(): Promise<CryptoBackend> {
       const rc = raw._crypto_secretbox_open_easy(ptr + SCRATCH_PLAIN, ptr + SCRATCH_SEALED, n, 0, ptr + SCRATCH_NONCE, ptr + SCRATCH_KEY);
       heap.fill(0, ptr + SCRATCH_KEY, ptr + SCRATCH_KEY + 32);
       if (rc !== 0) return false;
-      plain.set(heap.subarray(ptr + SCRATCH_PLAIN, ptr + SCRATCH_PLAIN + n - 16));
+      plain.set(heapViews.view(heap, ptr + SCRATCH_PLAIN, n - 16));
       return true;
     },
     memzero(buf) {

@@ -5,8 +5,9 @@
 // The counter is the nonce (constants.ts), so altering it makes the datagram
 // fail to authenticate. The opener checks, in this order and before any
 // crypto: length, counter range, replay window; then authenticates and only
-// then records the counter. Neither side allocates per datagram: callers pass
-// their own buffers and the nonce buffer is reused.
+// then records the counter. Neither side allocates per datagram in the steady
+// state: callers pass their own buffers, the nonce buffer is reused, and the
+// views sodium needs come from a ViewCache.
 
 import { backend, type CryptoBackend } from './backend.js';
 import {
@@ -21,6 +22,7 @@ import {
 import { readU32LE, writeCounterLE } from './nonce.js';
 import { checkKey } from './password.js';
 import { ReplayWindow, VERDICT_NEW, VERDICT_REPLAY } from './replay-window.js';
+import { ViewCache } from './view-cache.js';
 
 /** Highest valid value of a counter's upper 32 bits (counters stay below 2^53). */
 const COUNTER_HI_MAX = Math.floor(DATAGRAM_COUNTER_MAX / 0x1_0000_0000);
@@ -31,6 +33,8 @@ export class DatagramSealer {
   private readonly b: CryptoBackend = backend();
   private readonly key: Uint8Array;
   private readonly nonce = new Uint8Array(NONCE_BYTES);
+  private readonly sealedViews = new ViewCache();
+  private readonly plainViews = new ViewCache();
   private counter: number;
 
   /** startCounter is for tests; a connection always starts at 0 with a fresh key. */
@@ -59,13 +63,13 @@ export class DatagramSealer {
     }
     writeCounterLE(this.nonce, NONCE_COUNTER_OFFSET, this.counter);
     this.b.secretboxSeal(
-      out.subarray(outOffset + COUNTER_BYTES, outOffset + total),
-      plain.subarray(plainOffset, plainOffset + plainLength),
+      this.sealedViews.view(out, outOffset + COUNTER_BYTES, total - COUNTER_BYTES),
+      this.plainViews.view(plain, plainOffset, plainLength),
       this.nonce,
       this.key,
     );
     // Written after sealing, so a plaintext that overlapped these bytes was read first.
-    out.set(this.nonce.subarray(NONCE_COUNTER_OFFSET, NONCE_COUNTER_OFFSET + COUNTER_BYTES), outOffset + DATAGRAM_COUNTER_OFFSET);
+    for (let i = 0; i < COUNTER_BYTES; i++) out[outOffset + DATAGRAM_COUNTER_OFFSET + i] = this.nonce[NONCE_COUNTER_OFFSET + i]!;
     this.counter++;
     return total;
   }
@@ -85,6 +89,8 @@ export class DatagramOpener {
   private readonly key: Uint8Array;
   private readonly nonce = new Uint8Array(NONCE_BYTES);
   private readonly window: ReplayWindow;
+  private readonly plainViews = new ViewCache();
+  private readonly sealedViews = new ViewCache();
 
   constructor(key: Uint8Array, windowBits: number = REPLAY_WINDOW_BITS) {
     checkKey(key, 'key');
@@ -121,8 +127,8 @@ export class DatagramOpener {
 
     writeCounterLE(this.nonce, NONCE_COUNTER_OFFSET, counter);
     const ok = this.b.secretboxOpen(
-      out.subarray(outOffset, outOffset + plainLength),
-      datagram.subarray(offset + COUNTER_BYTES, offset + length),
+      this.plainViews.view(out, outOffset, plainLength),
+      this.sealedViews.view(datagram, offset + COUNTER_BYTES, length - COUNTER_BYTES),
       this.nonce,
       this.key,
     );
