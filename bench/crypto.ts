@@ -7,6 +7,7 @@
 // Each rate is the best of N rounds: the machine is shared, and the best round
 // is the one least disturbed by other load.
 
+import { loadavg } from 'node:os';
 import { PerformanceObserver } from 'node:perf_hooks';
 import {
   DATAGRAM_OVERHEAD,
@@ -169,7 +170,8 @@ async function main(): Promise<void> {
       console.error(`${pref}: ${err instanceof Error ? err.message : String(err)}`);
     }
   }
-  console.log(`node ${process.version}, ${SECONDS} s x ${ROUNDS} rounds per cell (best round)\n`);
+  const load = loadavg().map((l) => l.toFixed(2)).join(' ');
+  console.log(`node ${process.version}, ${SECONDS} s x ${ROUNDS} rounds per cell (best round), load average ${load}\n`);
   console.log('| backend | operation | size | rate | MB/s |');
   console.log('|---|---|---|---|---|');
   for (const r of all) {

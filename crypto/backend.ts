@@ -32,14 +32,17 @@ export interface CryptoBackend {
 
 let current: CryptoBackend | null = null;
 let fallbackReason: string | null = null;
-const loaded: Partial<Record<BackendPreference, CryptoBackend>> = {};
+/** One load per backend, shared by concurrent callers; a failed load may be retried. */
+const loading: Partial<Record<BackendPreference, Promise<CryptoBackend>>> = {};
 
-async function load(which: BackendPreference): Promise<CryptoBackend> {
-  const cached = loaded[which];
-  if (cached) return cached;
-  const backend = which === 'native' ? loadNativeBackend() : await loadPortableBackend();
-  loaded[which] = backend;
-  return backend;
+function load(which: BackendPreference): Promise<CryptoBackend> {
+  let p = loading[which];
+  if (!p) {
+    p = which === 'native' ? Promise.resolve().then(loadNativeBackend) : loadPortableBackend();
+    p.catch(() => delete loading[which]);
+    loading[which] = p;
+  }
+  return p;
 }
 
 /**
