@@ -181,9 +181,12 @@ async function handshake(stream: ByteStream, reader: StreamReader, p: HandshakeP
   if (keyPair && theirHello.type === 'hello' && theirHello.encrypted) {
     secretIndex = choosePassword(p.outbound, p.secrets, theirHello.passwordIds);
     if (secretIndex < 0) refuseHello('password', 'wrong password: the peer holds none of the passwords accepted here');
-    const transcript = p.outbound
-      ? Buffer.concat([ourHeader, theirHeader, ourHelloBytes, theirHelloBytes])
-      : Buffer.concat([theirHeader, ourHeader, theirHelloBytes, ourHelloBytes]);
+    // Initiator first; hellos are length-prefixed so no two different pairs
+    // of hellos give the same transcript.
+    const [iHeader, rHeader, iHello, rHello] = p.outbound
+      ? [ourHeader, theirHeader, ourHelloBytes, theirHelloBytes]
+      : [theirHeader, ourHeader, theirHelloBytes, ourHelloBytes];
+    const transcript = Buffer.concat([iHeader, rHeader, encodeFrame(iHello), encodeFrame(rHello)]);
     keys = deriveSessionKeys({
       local: keyPair,
       remotePublic: theirHello.publicKey,

@@ -6,7 +6,7 @@ import { mkdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Logger as Pino } from 'pino';
-import { initCrypto, passwordId, stretchPassword } from '../crypto/index.js';
+import { cryptoBackendName, cryptoFallbackReason, initCrypto, passwordId, stretchPassword } from '../crypto/index.js';
 import type { Secret } from '../mesh/handshake.js';
 import { Mesh } from '../mesh/mesh.js';
 import { derivePeerName } from '../mesh/peer-name.js';
@@ -76,6 +76,8 @@ export class Daemon {
     saveIdentity(cfg.stateDir, { name, incarnation });
 
     await initCrypto();
+    const fallback = cryptoFallbackReason();
+    if (fallback) this.log.warn({ backend: cryptoBackendName() }, `using the portable crypto backend: ${fallback}`);
     const secrets: Secret[] = [];
     for (const pw of cfg.passwords) {
       const key = await stretchPassword(Buffer.from(pw, 'utf8'));
