@@ -5,7 +5,7 @@
 import { ApiUnavailable, callApi } from '../router/api-client.js';
 import { ConfigError, DEFAULTS, parseArgs, parsePeerAddress } from '../router/config.js';
 import type { StatusJson } from '../router/status.js';
-import { renderStatus, type StatusView } from '../router/status-text.js';
+import { formatStatus, type StatusView } from '../router/status-text.js';
 import { VERSION } from '../router/version.js';
 import { launch } from './launch.js';
 
@@ -70,9 +70,10 @@ async function main(argv: string[]): Promise<number> {
       }
       const s = await callApi<StatusJson>(runDirOf(flags), 'GET', '/status');
       if (flags.has('--json')) {
-        const part = view === undefined ? s : s[view as 'peers' | 'connections' | 'ipam' | 'targets'];
+        // A view's JSON keeps its key, so `jq .peers` works on full and partial output alike.
+        const part = view === undefined ? s : { [view]: s[view as 'peers' | 'connections' | 'ipam' | 'targets'] };
         process.stdout.write(`${JSON.stringify(part, null, 2)}\n`);
-      } else process.stdout.write(renderStatus(s, (view ?? 'summary') as StatusView));
+      } else process.stdout.write(formatStatus((view ?? 'summary') as StatusView, s));
       return 0;
     }
     case 'stop': {

@@ -21,6 +21,8 @@ export const DEFAULT_BACKOFF: BackoffPolicy = { initialMs: 2_000, maxMs: 6 * 60_
 export interface TargetStatus {
   address: string;
   direct: boolean;
+  /** Where a direct target came from ("command line", "connect", "kubernetes"…). */
+  source?: string;
   state: TargetState;
   peer?: PeerId;
   lastError?: string;
@@ -61,17 +63,18 @@ export class ConnectionMaker {
   ) {}
 
   /** Add (or re-arm) a direct target; it is tried now. */
-  addDirect(address: string): void {
+  addDirect(address: string, source = 'connect'): void {
     this.forgotten.delete(address);
     const t = this.targets.get(address);
     if (t) {
+      if (!t.direct) t.source = source;
       t.direct = true;
       t.permanent = false;
       t.intervalMs = this.policy.initialMs;
       if (t.state !== 'connected' && t.state !== 'connecting') this.schedule(t, 0);
       return;
     }
-    this.add(address, true);
+    this.add(address, true, undefined, source);
   }
 
   /** Stop trying `address`, and never dial it from discovery either (until added again). */
@@ -86,10 +89,10 @@ export class ConnectionMaker {
   }
 
   /** Make the direct targets exactly `addresses`. */
-  replaceDirect(addresses: string[]): void {
+  replaceDirect(addresses: string[], source = 'connect'): void {
     const want = new Set(addresses);
     for (const t of [...this.targets.values()]) if (t.direct && !want.has(t.address)) this.forget(t.address);
-    for (const a of addresses) this.addDirect(a);
+    for (const a of addresses) this.addDirect(a, source);
   }
 
   /** Discovered peers and where they can be dialled; replaces the previous set. */
@@ -135,9 +138,10 @@ export class ConnectionMaker {
   }
 
   status(): TargetStatus[] {
-    return [...this.targets.values()].map(({ address, direct, state, peer, lastError, nextTryAt, attempts }) => ({
+    return [...this.targets.values()].map(({ address, direct, source, state, peer, lastError, nextTryAt, attempts }) => ({
       address,
       direct,
+      ...(source ? { source } : {}),
       state,
       ...(peer !== undefined ? { peer } : {}),
       ...(lastError ? { lastError } : {}),
@@ -158,8 +162,9 @@ export class ConnectionMaker {
     }
   }
 
-  private add(address: string, direct: boolean, peer?: PeerId): void {
+  private add(address: string, direct: boolean, peer?: PeerId, source?: string): void {
     const t: Target = { address, direct, state: 'waiting', attempts: 0, intervalMs: this.policy.initialMs, permanent: false };
+    if (source) t.source = source;
     if (peer !== undefined) t.peer = peer;
     this.targets.set(address, t);
     this.schedule(t, 0);

@@ -206,10 +206,10 @@ export class Mesh extends EventEmitter implements MeshHandle {
   // ---- targets ----------------------------------------------------------------
 
   /** Add targets ("host[:port]"); with replace, they become the only direct targets. */
-  connect(addresses: string[], replace = false): void {
+  connect(addresses: string[], replace = false, source = 'connect'): void {
     const norm = addresses.map((a) => this.normalizeAddress(a));
-    if (replace) this.maker.replaceDirect(norm);
-    else for (const a of norm) this.maker.addDirect(a);
+    if (replace) this.maker.replaceDirect(norm, source);
+    else for (const a of norm) this.maker.addDirect(a, source);
   }
 
   forget(addresses: string[]): string[] {

@@ -2,11 +2,20 @@
 // purpose: node:http over the unix socket, JSON in and out.
 
 import { request } from 'node:http';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 
 export class ApiUnavailable extends Error {
-  constructor(readonly socketPath: string, cause: string) {
-    super(`meshnet is not running (no answer on ${socketPath}: ${cause})`);
+  constructor(
+    readonly socketPath: string,
+    readonly reason: string,
+  ) {
+    const hint = process.env['KUBERNETES_SERVICE_HOST']
+      ? ''
+      : existsSync('/var/run/secrets/kubernetes.io') || existsSync('/etc/kubernetes')
+        ? '; on Kubernetes run it in the router\'s pod: kubectl -n kube-system exec <meshnet pod> -c meshnet -- meshnet status'
+        : '';
+    super(`no router is running (no control socket at ${socketPath}${reason === "ENOENT" || reason === "ECONNREFUSED" ? "" : `: ${reason}`})${hint}`);
     this.name = 'ApiUnavailable';
   }
 }

@@ -115,7 +115,7 @@ export class Daemon {
     writeFileSync(pidFile, `${process.pid}\n`);
     this.started.push({ name: 'pid file', start: async () => undefined, stop: async () => void unlinkQuiet(pidFile) });
 
-    this.mesh.connect(cfg.peers.map((p) => parsePeerAddress(p, cfg.port)));
+    this.mesh.connect(cfg.peers.map((p) => parsePeerAddress(p, cfg.port)), false, 'command line');
     this.log.info(
       { name, nickname: this.mesh.localNickname, incarnation, version: VERSION, encryption: secrets.length > 0, port: cfg.port },
       `meshnet ${VERSION} started as ${this.mesh.localNickname} (${name})`,
@@ -129,8 +129,8 @@ export class Daemon {
 
   status(): StatusJson {
     return {
-      ...meshStatus(this.mesh),
-      ipam: { range: this.config.ipallocRange, ready: false, owned: 0, allocated: 0, ranges: [] },
+      ...meshStatus(this.mesh, this.config.trustedSubnets),
+      ipam: { range: this.config.ipallocRange, ready: false, status: 'IPAM is not running', owned: 0, allocated: 0, ranges: [] },
     };
   }
 

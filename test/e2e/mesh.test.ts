@@ -123,7 +123,7 @@ describe('mesh of five real daemons', () => {
     const r = await meshnet(h4, ['status']);
     expect(r.code).not.toBe(0);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
-    expect(r.stderr).toMatch(/not running/);
+    expect(r.stderr).toMatch(/no router is running/);
   });
 });
 
