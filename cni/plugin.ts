@@ -83,7 +83,10 @@ async function main(): Promise<CniOutput> {
     return localError(CniCode.IO_FAILURE, (err as Error).message, '');
   }
   if (env.CNI_COMMAND === 'VERSION') return localVersionAnswer(stdin);
-  const runDir = peekConfig(stdin).runDir ?? DEFAULT_RUN_DIR;
+  const peek = peekConfig(stdin);
+  // Without a readable config we cannot know which daemon to ask (runDir).
+  if (!peek.wellFormed) return localError(CniCode.DECODE_FAILURE, 'network config on stdin is not a well-formed JSON object', stdin);
+  const runDir = peek.runDir ?? DEFAULT_RUN_DIR;
   if (!runDir.startsWith('/')) return localError(CniCode.INVALID_CONFIG, 'network config field "runDir" must be an absolute path', stdin, runDir);
   const req: CniRequest = { env, config: stdin };
   try {

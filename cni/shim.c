@@ -106,8 +106,9 @@ static const char *skip_val(const char *p, const char *e) {
     }
     return NULL;
   }
+  const char *start = p; /* a number, true, false or null: never empty */
   while (p < e && *p != ',' && *p != '}' && *p != ']' && *p != ' ' && *p != '\n' && *p != '\t' && *p != '\r') p++;
-  return p;
+  return p == start ? NULL : p;
 }
 /* Copy a string value without escapes other than \" \\ \/; 0 on success. */
 static int get_str(const char *p, const char *e, char *out, size_t cap) {
@@ -125,25 +126,30 @@ static int get_str(const char *p, const char *e, char *out, size_t cap) {
   }
   return -1;
 }
-static void scan_config(const char *in, size_t len, char *run_dir, size_t rcap, char *ver, size_t vcap) {
+/* Read runDir and cniVersion; 0 when stdin is one well-formed JSON object at the top level. */
+static int scan_config(const char *in, size_t len, char *run_dir, size_t rcap, char *ver, size_t vcap) {
   const char *e = in + len, *p = ws(in, e);
-  if (p >= e || *p != '{') return;
-  for (p = ws(p + 1, e); p < e && *p == '"';) {
+  if (p >= e || *p != '{') return -1;
+  p = ws(p + 1, e);
+  if (p < e && *p == '}') return ws(p + 1, e) == e ? 0 : -1;
+  while (p < e && *p == '"') {
     const char *key = p + 1, *q = skip_str(p, e);
-    if (!q) return;
+    if (!q) return -1;
     size_t klen = (size_t)(q - key - 1);
     p = ws(q, e);
-    if (p >= e || *p != ':') return;
+    if (p >= e || *p != ':') return -1;
     p = ws(p + 1, e);
     if (p < e && *p == '"') {
       if (klen == 6 && !memcmp(key, "runDir", 6) && get_str(p, e, run_dir, rcap)) run_dir[0] = 0;
       if (klen == 10 && !memcmp(key, "cniVersion", 10) && get_str(p, e, ver, vcap)) ver[0] = 0;
     }
-    if (!(p = skip_val(p, e))) return;
+    if (!(p = skip_val(p, e)) || p == e) return -1;
     p = ws(p, e);
-    if (p >= e || *p != ',') return;
+    if (p < e && *p == '}') return ws(p + 1, e) == e ? 0 : -1;
+    if (p >= e || *p != ',') return -1;
     p = ws(p + 1, e);
   }
+  return -1;
 }
 
 /* ---- the request ---- */
@@ -269,7 +275,7 @@ int main(void) {
     put(&in, chunk, (size_t)n);
     if (in.len > MAX_IN) return fail(5, "network config on stdin is larger than 1 MiB", "");
   }
-  scan_config(in.p ? in.p : "", in.len, run_dir, sizeof run_dir, ver, sizeof ver);
+  int well_formed = scan_config(in.p ? in.p : "", in.len, run_dir, sizeof run_dir, ver, sizeof ver) == 0;
   for (size_t i = 0; i < NVERSIONS; i++) if (!strcmp(ver, VERSIONS[i])) cni_version = VERSIONS[i];
   const char *cmd = getenv("CNI_COMMAND");
   if (!cmd) cmd = "";
@@ -280,6 +286,8 @@ int main(void) {
     puts("]}");
     return 0;
   }
+  /* Without a readable config we cannot know which daemon to ask (runDir). */
+  if (!well_formed) return fail(6, "network config on stdin is not a well-formed JSON object", "");
   if (run_dir[0] != '/') return fail(7, "network config field \"runDir\" must be an absolute path", run_dir);
 
   puts_(&body, "{\"env\":{");

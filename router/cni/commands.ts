@@ -51,12 +51,12 @@ export class CniCommands {
   /** Run one invocation. Never throws: failures become CNI error results. */
   async execute(req: CniRequest): Promise<CniOutput> {
     // Error results carry the config's version when it names one we speak.
-    let version: string = LATEST_VERSION;
+    const peeked = peekConfig(req.config).cniVersion;
+    const version = isSupportedVersion(peeked) ? peeked : LATEST_VERSION;
     try {
       const command = parseCommand(req.env.CNI_COMMAND);
-      if (command === 'VERSION') return json(versionResult(peekConfig(req.config).cniVersion));
+      if (command === 'VERSION') return json(versionResult(peeked));
       const raw = decodeConfig(req.config);
-      if (isSupportedVersion(raw.cniVersion)) version = raw.cniVersion;
       const conf = parseNetConf(raw);
       const env = parseCniEnv(req.env);
       switch (env.command) {

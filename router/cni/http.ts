@@ -6,7 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CniCommands, CniLog } from './commands.js';
 import { CniCode, CniError, errorResult, oneLine } from './errors.js';
-import { listPending, parkPendingDel, removePending } from './pending.js';
+import { listPending, removePending } from './pending.js';
 import { CNI_EXIT_HEADER, decodeRequest, MAX_REQUEST_BYTES, type CniRequest } from './protocol.js';
 import { LATEST_VERSION } from './version.js';
 
@@ -34,11 +34,6 @@ export class CniService {
     log?: CniLog,
   ) {
     this.log = log ?? (() => undefined);
-  }
-
-  /** The DEL a plugin could not deliver, or whose release failed: park it for drainPending(). */
-  park(req: CniRequest): Promise<void> {
-    return parkPendingDel(this.runDir, req).then(() => undefined);
   }
 
   async handleCniRequest(body: string | Uint8Array): Promise<CniHttpResponse> {

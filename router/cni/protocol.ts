@@ -71,16 +71,17 @@ export function decodeRequest(body: string): CniRequest {
 }
 
 /** runDir and cniVersion from stdin, leniently (the plugin needs them before anything is validated). */
-export function peekConfig(stdin: string): { runDir?: string; cniVersion?: string } {
+export function peekConfig(stdin: string): { wellFormed: boolean; runDir?: string; cniVersion?: string } {
+  let raw: unknown;
   try {
-    const raw: unknown = JSON.parse(stdin);
-    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return {};
-    const o = raw as Record<string, unknown>;
-    const out: { runDir?: string; cniVersion?: string } = {};
-    if (typeof o.runDir === 'string') out.runDir = o.runDir;
-    if (typeof o.cniVersion === 'string') out.cniVersion = o.cniVersion;
-    return out;
+    raw = JSON.parse(stdin);
   } catch {
-    return {};
+    return { wellFormed: false };
   }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return { wellFormed: false };
+  const o = raw as Record<string, unknown>;
+  const out: { wellFormed: boolean; runDir?: string; cniVersion?: string } = { wellFormed: true };
+  if (typeof o.runDir === 'string') out.runDir = o.runDir;
+  if (typeof o.cniVersion === 'string') out.cniVersion = o.cniVersion;
+  return out;
 }

@@ -14,12 +14,8 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, s
 import { createServer, request } from 'node:http';
 import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { CniCommands } from '../../router/cni/commands.js';
 import type { Attachment } from '../../router/cni/config.js';
-import { CniService, serveCniHttp } from '../../router/cni/http.js';
-import { IpHostNetwork } from '../../router/cni/ip-host-network.js';
-import { CNI_HTTP_PATH, socketPath } from '../../router/cni/protocol.js';
-import { AllocatorError, type CniAllocator, type PodAddress } from '../../router/cni/types.js';
+import { AllocatorError, CNI_HTTP_PATH, createCniService, serveCniHttp, socketPath, type CniAllocator, type PodAddress } from '../../router/cni/index.js';
 import { assertTestAddress, type TestHost } from './netns.js';
 
 export const REPO_ROOT = resolve(fileURLToPath(import.meta.url), '../../..').replace(/\/dist$/, '');
@@ -141,17 +137,7 @@ async function main(argv: string[]): Promise<void> {
   const log = (level: string, msg: string, fields?: Record<string, unknown>): void => {
     process.stderr.write(`${JSON.stringify({ level, msg, ...fields })}\n`);
   };
-  // The service parks DELs whose release failed; the commands need that hook before the service exists.
-  const holder: { service?: CniService } = {};
-  const commands = new CniCommands({
-    allocator,
-    hostNetwork: new IpHostNetwork(),
-    defaultMtu: () => mtu,
-    parkDel: (req) => holder.service!.park(req),
-    log,
-  });
-  const service = new CniService(commands, runDir, log);
-  holder.service = service;
+  const service = createCniService({ allocator, runDir, defaultMtu: () => mtu, log });
   const sock = socketPath(runDir);
   rmSync(sock, { force: true });
   const server = createServer((req, res) => {
