@@ -197,6 +197,8 @@ export async function runIn(ns: string, cmd: string, args: string[], opts: { env
       if (timer) clearTimeout(timer);
       resolve({ stdout, stderr, code: code ?? (signal ? 128 : 1) });
     });
+    // A command that exits without reading its input closes the pipe: EPIPE, not a test failure.
+    child.stdin.on('error', () => undefined);
     child.stdin.end(opts.input ?? '');
   });
 }
