@@ -9,7 +9,7 @@
 // and podman's /run/netns/netns-* mounts must stay visible to the daemon.
 
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, rmdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { waitFor, type ExecResult, type TestHost } from './netns.js';
 
@@ -229,10 +229,14 @@ export class PodmanRuntime {
     return nsExec(this.host, 'podman', args, { env: this.env, timeoutMs });
   }
 
-  /** Remove every container and this runtime's storage (podman cleans its netns, runc state and CNI cache). */
+  /**
+   * Remove every container (podman's cleanup removes its netns, runc state and
+   * CNI result cache) and this runtime's storage. Not `podman system reset`:
+   * that also deletes the conflists in network_config_dir.
+   */
   async destroy(): Promise<void> {
     await this.podman(['rm', '-af', '-t', '0']);
-    await this.podman(['system', 'reset', '-f']);
+    await this.podman(['rmi', '-af']);
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
@@ -339,5 +343,11 @@ export class ContainerdRuntime {
       if (this.daemon.exitCode === null && this.daemon.signalCode === null) this.daemon.kill('SIGKILL');
     }
     rmSync(this.dir, { recursive: true, force: true });
+    // The runc shim keeps per-namespace state under /run/containerd/runc/<namespace>; empty by now.
+    try {
+      rmdirSync(join('/run/containerd/runc', this.namespace));
+    } catch {
+      /* not there, or not empty: leave it */
+    }
   }
 }
