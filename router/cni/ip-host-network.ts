@@ -97,15 +97,30 @@ export class IpHostNetwork implements CniHostNetwork {
       ...(l.hairpin ? [`link set dev ${l.hostIfname} type bridge_slave hairpin on`] : []),
       `link set dev ${l.hostIfname} up`,
     ];
-    const r1 = await this.batch(host);
-    if (r1.code !== 0) throw new HostNetworkError('host veth', ipError(r1));
     const pod = [
       `addr add ${l.address}/${l.prefixLength} dev ${l.ifname}`,
       `link set dev ${l.ifname} up`,
       `route add default via ${l.gateway} dev ${l.ifname}`,
     ];
-    const r2 = await this.batch(pod, l.netns);
-    if (r2.code !== 0) throw new HostNetworkError('pod interface', ipError(r2));
+    await this.acquire();
+    try {
+      // Both helpers start at once (a spawn from Node costs a few ms); the pod's
+      // `ip -batch` waits on its stdin until the host side has created the veth.
+      const podSide = startProcess(this.nsenter, [`--net=${l.netns}`, this.ip, '-batch', '-'], this.timeoutMs);
+      const hostSide = startProcess(this.ip, ['-batch', '-'], this.timeoutMs);
+      hostSide.feed(`${host.join('\n')}\n`);
+      const r1 = await hostSide.done;
+      if (r1.code !== 0) {
+        podSide.feed('');
+        await podSide.done;
+        throw new HostNetworkError('host veth', ipError(r1));
+      }
+      podSide.feed(`${pod.join('\n')}\n`);
+      const r2 = await podSide.done;
+      if (r2.code !== 0) throw new HostNetworkError('pod interface', ipError(r2));
+    } finally {
+      this.release();
+    }
   }
 
   async detach(hostIfname: string): Promise<boolean> {
@@ -158,10 +173,9 @@ export class IpHostNetwork implements CniHostNetwork {
     return parseJsonLines<IpLink>(r.stdout)[0]?.[0];
   }
 
-  /** `ip -batch -` with `lines`, in `netns` when given (via nsenter). */
-  private batch(lines: string[], netns?: string): Promise<RunResult> {
-    const input = `${lines.join('\n')}\n`;
-    return netns ? this.run(this.nsenter, [`--net=${netns}`, this.ip, '-batch', '-'], input) : this.run(this.ip, ['-batch', '-'], input);
+  /** `ip -batch -` with `lines` in the daemon's namespace. */
+  private batch(lines: string[]): Promise<RunResult> {
+    return this.run(this.ip, ['-batch', '-'], `${lines.join('\n')}\n`);
   }
 
   private async run(cmd: string, args: string[], input = ''): Promise<RunResult> {
@@ -202,13 +216,21 @@ interface IpRoute {
   gateway?: string;
 }
 
-function runProcess(cmd: string, args: string[], input: string, timeoutMs: number): Promise<RunResult> {
-  return new Promise((resolve) => {
-    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+interface StartedProcess {
+  /** Write stdin and close it. */
+  feed(input: string): void;
+  done: Promise<RunResult>;
+}
+
+function startProcess(cmd: string, args: string[], timeoutMs: number): StartedProcess {
+  const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' } });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  // A helper that exits early (nsenter into a vanished netns) closes its stdin: not our error.
+  child.stdin.on('error', () => undefined);
+  const done = new Promise<RunResult>((resolve) => {
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
     child.on('error', (err) => {
       clearTimeout(timer);
@@ -218,9 +240,14 @@ function runProcess(cmd: string, args: string[], input: string, timeoutMs: numbe
       clearTimeout(timer);
       resolve({ code: code ?? 128, stdout, stderr: signal ? `${stderr}killed by ${signal} after ${timeoutMs} ms` : stderr });
     });
-    child.stdin.on('error', () => undefined);
-    child.stdin.end(input);
   });
+  return { feed: (input) => child.stdin.end(input), done };
+}
+
+function runProcess(cmd: string, args: string[], input: string, timeoutMs: number): Promise<RunResult> {
+  const p = startProcess(cmd, args, timeoutMs);
+  p.feed(input);
+  return p.done;
 }
 
 /** ip's complaint as one line ("RTNETLINK answers: File exists (line 1)"). */
