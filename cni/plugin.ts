@@ -5,7 +5,6 @@
 // absolute node path, since runtimes call plugins without PATH.
 // Keep the import graph small: every module loaded here is start-up latency.
 
-import { request } from 'node:http';
 import { CniCode } from '../router/cni/errors.js';
 import { localError, localVersionAnswer, offlineAnswer } from '../router/cni/offline.js';
 import {
@@ -39,7 +38,9 @@ async function readStdin(): Promise<string> {
 }
 
 /** One request to the daemon; rejects with a short reason when it cannot be had. */
-function ask(sock: string, body: string, timeoutMs: number): Promise<CniOutput> {
+async function ask(sock: string, body: string, timeoutMs: number): Promise<CniOutput> {
+  // node:http is loaded only when needed (VERSION never needs it): start-up time is this plugin's latency.
+  const { request } = await import('node:http');
   return new Promise((resolve, reject) => {
     const req = request(
       {

@@ -12,7 +12,6 @@
 //   other    error 4 (missing or unknown CNI_COMMAND)
 
 import { CniCode, CniError, errorResult, oneLine } from './errors.js';
-import { parkPendingDel } from './pending.js';
 import { peekConfig, type CniOutput, type CniRequest } from './protocol.js';
 import { isSupportedVersion, LATEST_VERSION, versionResult } from './version.js';
 
@@ -40,6 +39,8 @@ export async function offlineAnswer(req: CniRequest, runDir: string, why: string
       return fail(CniCode.NOT_AVAILABLE, `meshnet daemon not reachable: ${why}`);
     case 'DEL':
       try {
+        // Loaded here: the Node plugin pays for each module it imports at every start.
+        const { parkPendingDel } = await import('./pending.js');
         await parkPendingDel(runDir, req);
         return { stdout: '', exitCode: 0 };
       } catch (err) {
