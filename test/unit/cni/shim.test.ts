@@ -140,6 +140,23 @@ describe('C shim', () => {
     );
   });
 
+  it('finds the top-level runDir in any well-formed config (property)', async () => {
+    const other = fc.dictionary(fc.string({ maxLength: 8 }).filter((k) => k !== 'runDir' && k !== 'cniVersion'), fc.jsonValue({ maxDepth: 3 }), { maxKeys: 5 });
+    // Decoys: the same key names nested deeper must not be taken.
+    const decoy = fc.record({ runDir: fc.string(), cniVersion: fc.string(), nested: fc.record({ runDir: fc.constant('/nowhere') }) });
+    await fc.assert(
+      fc.asyncProperty(other, decoy, fc.nat(6), fc.boolean(), async (extra, trap, at, pretty) => {
+        seen = [];
+        const entries = Object.entries({ ...extra, trap: [trap], obj: trap });
+        entries.splice(at % (entries.length + 1), 0, ['runDir', runDir], ['cniVersion', '1.0.0']);
+        const stdin = JSON.stringify(Object.fromEntries(entries), null, pretty ? 2 : undefined);
+        await runShim(bin, { CNI_COMMAND: 'STATUS' }, stdin);
+        expect(seen).toHaveLength(1);
+      }),
+      { numRuns: 60 },
+    );
+  });
+
   it.each(['', '   ', '{', '{"cniVersion": "1.0.0", oops}', '{"a": }', '{"a": 1,}', '[{"runDir": "/x"}]', '{"a": 1} trailing', '{"a": "unterminated}'])(
     'answers malformed stdin %j with code 6 without asking anyone',
     async (stdin) => {
