@@ -148,7 +148,7 @@ export class CniCommands {
     } catch (first) {
       this.log('warn', 'cni: attach failed, retrying once', { hostIfname: link.hostIfname, err: oneLine(first) });
       await hostNetwork.detach(link.hostIfname);
-      this.bridges.delete(link.bridge);
+      this.bridges.delete(bridgeKey(link.bridge, addr));
       await this.ensureBridge(link.bridge, addr, mtu);
     }
     try {
@@ -277,21 +277,27 @@ export class CniCommands {
 
   /** The bridge once per (name, gateway); concurrent first ADDs share one attempt. */
   private ensureBridge(name: string, addr: PodAddress, mtu: number): Promise<{ mac: string }> {
-    const cached = this.bridges.get(name);
+    // Keyed by the gateway too: a new gateway address (a new `expose`) is added to the bridge.
+    const key = bridgeKey(name, addr);
+    const cached = this.bridges.get(key);
     if (cached) return cached;
     const p = this.deps.hostNetwork
       .ensureBridge({ name, gateway: addr.gateway, prefixLength: addr.prefixLength, mtu, mac: bridgeMac(addr.gateway) })
       .catch((err: unknown) => {
-        this.bridges.delete(name);
+        this.bridges.delete(key);
         throw new CniError(CniCode.SETUP_FAILED, `could not set up bridge ${name} with ${addr.gateway}/${addr.prefixLength}: ${oneLine(err)}`);
       });
-    this.bridges.set(name, p);
+    this.bridges.set(key, p);
     return p;
   }
 }
 
 function json(v: unknown): CniOutput {
   return { stdout: JSON.stringify(v), exitCode: 0 };
+}
+
+function bridgeKey(name: string, addr: PodAddress): string {
+  return `${name}|${addr.gateway}/${addr.prefixLength}`;
 }
 
 function attachmentKey(a: Pick<Attachment, 'containerId' | 'ifname'>): string {
