@@ -14,7 +14,7 @@ import { formatPeerName, parsePeerName, randomUid, type PeerId } from './peer-na
 import { Routes } from './routes.js';
 import { TokenBucket } from './token-bucket.js';
 import { recordCount, recordPeer, splitAddress, unpackRecord, unpackRecords, type TopologyMessage } from './topology-codec.js';
-import { Topology } from './topology.js';
+import { PULL_DELAY_MS, Topology } from './topology.js';
 import type { ByteStream, Transport } from './transport.js';
 import type { Identity } from './wire/identity.js';
 import { PROTOCOL_MAX_VERSION, PROTOCOL_MIN_VERSION, Tag, type Message } from './wire/protocol.js';
@@ -126,6 +126,7 @@ export class Mesh extends EventEmitter implements MeshHandle {
   private secrets: readonly Secret[];
   private incarnation: number;
   private publishTimer: NodeJS.Timeout | undefined;
+  private pullTimer: NodeJS.Timeout | undefined;
   private gcTimer: NodeJS.Timeout | undefined;
   private discoveryTimer: NodeJS.Timeout | undefined;
   private antiEntropyTimer: NodeJS.Timeout | undefined;
@@ -190,7 +191,7 @@ export class Mesh extends EventEmitter implements MeshHandle {
     if (this.stopped) return;
     this.stopped = true;
     this.maker.stop();
-    for (const t of [this.publishTimer, this.gcTimer, this.discoveryTimer]) clearTimeout(t);
+    for (const t of [this.publishTimer, this.gcTimer, this.discoveryTimer, this.pullTimer]) clearTimeout(t);
     clearInterval(this.antiEntropyTimer);
     for (const s of this.handshaking) s.destroy();
     for (const c of [...this.connections.values()]) c.close('peer is shutting down');
@@ -525,7 +526,17 @@ export class Mesh extends EventEmitter implements MeshHandle {
     for (const u of res.relay) {
       for (const to of this.topology.relayTargets(u.id, conn.peer, neighbours)) this.sendTopology(to, { type: 'update', entries: [u] });
     }
+    if (res.pullLater) this.schedulePulls();
     if (res.changed) this.topologyChanged();
+  }
+
+  private schedulePulls(): void {
+    if (this.pullTimer || this.stopped) return;
+    this.pullTimer = setTimeout(() => {
+      this.pullTimer = undefined;
+      for (const o of this.topology.duePulls()) this.sendTopology(o.to, o.msg);
+    }, PULL_DELAY_MS);
+    this.pullTimer.unref?.();
   }
 
   private schedulePublish(): void {

@@ -10,7 +10,7 @@
 //                   | n upserts (4) | records | n removals (4) | removed ids (6 each)
 //   message = UPDATE (1) | n (4) | entries
 //           | DIGEST (2) | n (4) | n × (id (6) | uid (8) | incarnation (4) | version (4))
-//           | PULL   (3) | n (4) | n × id (6)
+//           | PULL   (3) | n (4) | n × (id (6) | uid (8) | incarnation (4) | version (4))   (what the asker holds)
 
 import { isIP } from 'node:net';
 import { readPeerId, writePeerId, type PeerId } from './peer-name.js';
@@ -64,7 +64,8 @@ export interface DigestItem {
 export type TopologyMessage =
   | { type: 'update'; entries: EntryUpdate[] }
   | { type: 'digest'; items: DigestItem[] }
-  | { type: 'pull'; ids: PeerId[] };
+  /** Ask for entries; `have` says what the asker holds (version 0 for nothing) so the answer can be a delta. */
+  | { type: 'pull'; have: DigestItem[] };
 
 const MSG_UPDATE = 1;
 const MSG_DIGEST = 2;
@@ -190,6 +191,20 @@ export function applyDelta(base: Uint8Array, upserts: Uint8Array, removals: read
     }
   }
   return concat(parts);
+}
+
+/** One delta equivalent to applying `chain` in order (each starting where the previous ended). */
+export function composeDeltas(chain: readonly { upserts: Uint8Array; removals: readonly PeerId[] }[]): { upserts: Uint8Array; removals: PeerId[] } {
+  const last = new Map<PeerId, Uint8Array | null>();
+  for (const d of chain) {
+    for (let i = 0; i < recordCount(d.upserts); i++) last.set(recordPeer(d.upserts, i), recordBytes(d.upserts, i));
+    for (const r of d.removals) last.set(r, null);
+  }
+  const ids = [...last.keys()].sort((a, b) => a - b);
+  return {
+    upserts: concat(ids.map((id) => last.get(id)).filter((r): r is Uint8Array => r !== null && r !== undefined)),
+    removals: ids.filter((id) => last.get(id) === null),
+  };
 }
 
 function concat(parts: Uint8Array[]): Uint8Array {
@@ -333,8 +348,8 @@ export function encodeTopologyMessage(m: TopologyMessage): Buffer {
     w.u8(MSG_DIGEST).u32(m.items.length);
     for (const d of m.items) w.id(d.id).u64(d.uid).u32(d.incarnation).u32(d.version);
   } else {
-    w.u8(MSG_PULL).u32(m.ids.length);
-    for (const id of m.ids) w.id(id);
+    w.u8(MSG_PULL).u32(m.have.length);
+    for (const d of m.have) w.id(d.id).u64(d.uid).u32(d.incarnation).u32(d.version);
   }
   return w.done();
 }
@@ -345,19 +360,12 @@ export function decodeTopologyMessage(buf: Buffer): TopologyMessage {
   const type = r.u8();
   const n = r.u32();
   if (n > MAX_PEERS_PER_MESSAGE) throw new ProtocolError(`topology message lists ${n} peers (limit ${MAX_PEERS_PER_MESSAGE})`);
-  if (type === MSG_DIGEST) {
+  if (type === MSG_DIGEST || type === MSG_PULL) {
     r.need(n * 22);
     const items: DigestItem[] = [];
     for (let i = 0; i < n; i++) items.push({ id: r.id(), uid: r.u64(), incarnation: r.u32(), version: r.u32() });
     r.end();
-    return { type: 'digest', items };
-  }
-  if (type === MSG_PULL) {
-    r.need(n * 6);
-    const ids: PeerId[] = [];
-    for (let i = 0; i < n; i++) ids.push(r.id());
-    r.end();
-    return { type: 'pull', ids };
+    return type === MSG_DIGEST ? { type: 'digest', items } : { type: 'pull', have: items };
   }
   if (type !== MSG_UPDATE) throw new ProtocolError(`unknown topology message type ${type}`);
   const entries: EntryUpdate[] = [];

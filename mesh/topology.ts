@@ -17,6 +17,7 @@
 import type { PeerId } from './peer-name.js';
 import {
   applyDelta,
+  composeDeltas,
   diffRecords,
   findRecord,
   packRecords,
@@ -25,6 +26,7 @@ import {
   recordPeer,
   type ConnSummary,
   type DigestItem,
+  type EntryDelta,
   type EntryFull,
   type EntryUpdate,
   type TopologyMessage,
@@ -38,7 +40,14 @@ export interface Entry {
   nickname: string;
   /** Packed connection records, sorted by peer (topology-codec.ts). */
   conns: Uint8Array;
+  /** The last deltas that led to this version (contiguous), to answer with a delta instead of the whole entry. */
+  history?: EntryDelta[];
 }
+
+/** Deltas kept per entry: enough to bridge the gaps of a busy minute without whole entries. */
+const HISTORY = 16;
+/** A peer that missed a delta waits this long before pulling: the gap is often filled by a message in flight. */
+export const PULL_DELAY_MS = 300;
 
 export interface Outgoing {
   to: PeerId;
@@ -54,6 +63,8 @@ export interface HandleResult {
   changed: boolean;
   /** Set when we learnt of a newer incarnation of ourselves and moved past it. */
   selfBumped?: number;
+  /** Deltas we could not apply yet: call duePulls() after PULL_DELAY_MS. */
+  pullLater?: boolean;
 }
 
 /** Total order of entry versions: incarnation, then version, then uid. */
@@ -68,6 +79,8 @@ export class Topology {
   private readonly self: Entry;
   private localConns = new Map<PeerId, ConnSummary>();
   private dirty = false;
+  /** Entries we are behind on: id → (neighbour that has a newer version, that version). */
+  private readonly behind = new Map<PeerId, { from: PeerId; incarnation: number; version: number; uid: bigint }>();
   /** Bumped on every table change; caches (routes) key on it. */
   generation = 0;
 
@@ -112,7 +125,7 @@ export class Topology {
     this.self.version++;
     this.self.conns = next;
     this.touch();
-    return {
+    const delta: EntryDelta = {
       kind: 'delta',
       id: this.self.id,
       uid: this.self.uid,
@@ -122,6 +135,8 @@ export class Topology {
       upserts,
       removals,
     };
+    remember(this.self, delta);
+    return delta;
   }
 
   // ---- receiving --------------------------------------------------------------
@@ -135,33 +150,56 @@ export class Topology {
     return e && { kind: 'full', id: e.id, uid: e.uid, incarnation: e.incarnation, version: e.version, nickname: e.nickname, conns: e.conns };
   }
 
+  /**
+   * What to send a neighbour that holds `have` of this entry: a delta from
+   * its version when our history reaches back that far, else the whole entry.
+   */
+  updateFor(id: PeerId, have?: DigestItem): EntryUpdate | undefined {
+    const e = this.entries.get(id);
+    if (!e) return undefined;
+    if (have && have.version > 0 && have.uid === e.uid && have.incarnation === e.incarnation && have.version < e.version && e.history?.length) {
+      const start = e.history.findIndex((d) => d.baseVersion === have.version);
+      if (start >= 0) {
+        const chain = e.history.slice(start);
+        const { upserts, removals } = composeDeltas(chain);
+        return { kind: 'delta', id, uid: e.uid, incarnation: e.incarnation, baseVersion: have.version, version: e.version, upserts, removals };
+      }
+    }
+    return this.full(id);
+  }
+
+  /** What we hold of `id`, as a pull request item. */
+  private have(id: PeerId): DigestItem {
+    const e = this.entries.get(id);
+    return e ? { id, uid: e.uid, incarnation: e.incarnation, version: e.version } : { id, uid: 0n, incarnation: 0, version: 0 };
+  }
+
   handle(from: PeerId, msg: TopologyMessage): HandleResult {
     const res: HandleResult = { out: [], relay: [], changed: false };
     if (msg.type === 'digest') {
       // Send what they lack or have older; pull what we lack or have older.
       const theirs = new Map(msg.items.map((d) => [d.id, d]));
-      const give: EntryFull[] = [];
+      const give: EntryUpdate[] = [];
       for (const e of this.entries.values()) {
         const t = theirs.get(e.id);
-        if (!t || compareVersions(e, t) > 0) give.push(this.full(e.id)!);
+        if (!t || compareVersions(e, t) > 0) give.push(this.updateFor(e.id, t)!);
       }
-      const want: PeerId[] = [];
+      const want: DigestItem[] = [];
       for (const t of msg.items) {
         const e = this.entries.get(t.id);
         if (t.id === this.self.id) {
-          if (compareVersions(t, this.self) > 0) want.push(t.id); // a stale self we must move past
-        } else if (!e || compareVersions(t, e) > 0) want.push(t.id);
+          if (compareVersions(t, this.self) > 0) want.push(this.have(t.id)); // a stale self we must move past
+        } else if (!e || compareVersions(t, e) > 0) want.push(this.have(t.id));
       }
       if (give.length) res.out.push({ to: from, msg: { type: 'update', entries: give } });
-      if (want.length) res.out.push({ to: from, msg: { type: 'pull', ids: want } });
+      if (want.length) res.out.push({ to: from, msg: { type: 'pull', have: want } });
       return res;
     }
     if (msg.type === 'pull') {
-      const entries = msg.ids.map((id) => this.full(id)).filter((e): e is EntryFull => e !== undefined);
+      const entries = msg.have.map((h) => this.updateFor(h.id, h)).filter((e): e is EntryUpdate => e !== undefined);
       if (entries.length) res.out.push({ to: from, msg: { type: 'update', entries } });
       return res;
     }
-    const pulls: PeerId[] = [];
     for (const u of msg.entries) {
       if (u.id === this.self.id) {
         this.handleSelf(u, res);
@@ -171,6 +209,7 @@ export class Topology {
       if (u.kind === 'full') {
         if (cur && compareVersions(u, cur) <= 0) continue;
         this.entries.set(u.id, { id: u.id, uid: u.uid, incarnation: u.incarnation, version: u.version, nickname: u.nickname, conns: u.conns });
+        this.caughtUp(u.id);
         res.relay.push(u);
         res.changed = true;
         continue;
@@ -181,13 +220,42 @@ export class Topology {
       if (cur && cur.uid === u.uid && cur.incarnation === u.incarnation && cur.version === u.baseVersion) {
         cur.conns = applyDelta(cur.conns, u.upserts, u.removals);
         cur.version = u.version;
+        remember(cur, u);
+        this.caughtUp(u.id);
         res.relay.push(u);
         res.changed = true;
-      } else pulls.push(u.id);
+      } else {
+        // Behind: the missing delta may still be on its way; pull later if not.
+        const b = this.behind.get(u.id);
+        if (!b || compareVersions(target, b) > 0) this.behind.set(u.id, { from, ...target });
+        res.pullLater = true;
+      }
     }
-    if (pulls.length) res.out.push({ to: from, msg: { type: 'pull', ids: pulls } });
     if (res.changed) this.touch();
     return res;
+  }
+
+  /** Pull requests for the entries we are still behind on, grouped by the neighbour that has them. */
+  duePulls(): Outgoing[] {
+    const byFrom = new Map<PeerId, DigestItem[]>();
+    for (const [id, b] of this.behind) {
+      const cur = this.entries.get(id);
+      if (cur && compareVersions(cur, b) >= 0) {
+        this.behind.delete(id);
+        continue;
+      }
+      const list = byFrom.get(b.from) ?? [];
+      list.push(this.have(id));
+      byFrom.set(b.from, list);
+    }
+    this.behind.clear();
+    return [...byFrom].map(([to, have]) => ({ to, msg: { type: 'pull', have } }));
+  }
+
+  private caughtUp(id: PeerId): void {
+    const b = this.behind.get(id);
+    const cur = this.entries.get(id);
+    if (b && cur && compareVersions(cur, b) >= 0) this.behind.delete(id);
   }
 
   /** Someone holds an entry for our name: if it is not older than us, move past it. */
@@ -197,6 +265,7 @@ export class Topology {
     if (compareVersions(theirs, this.self) < 0) return;
     this.self.incarnation = u.incarnation + 1;
     this.self.version = 1;
+    this.self.history = [];
     this.touch();
     res.changed = true;
     res.selfBumped = this.self.incarnation;
@@ -256,4 +325,13 @@ export class Topology {
   private touch(): void {
     this.generation++;
   }
+}
+
+/** Keep the last HISTORY deltas of an entry (a contiguous chain ending at its version). */
+function remember(e: Entry, d: EntryDelta): void {
+  const h = e.history ?? [];
+  if (h.length && h[h.length - 1]!.version !== d.baseVersion) h.length = 0;
+  h.push(d);
+  if (h.length > HISTORY) h.shift();
+  e.history = h;
 }

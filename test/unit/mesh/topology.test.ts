@@ -35,22 +35,45 @@ describe('packed connection records', () => {
 });
 
 describe('topology', () => {
-  it('applies a delta on top of its base and pulls when the base is missing', () => {
+  it('applies a delta on top of its base; when the base is missing it pulls later and gets a delta back', () => {
     const a = topo(1);
     const b = topo(2);
+    b.handle(1, wire({ type: 'update', entries: [a.full(1)!] }));
     a.setLocalConnection(conn(2));
     const d1 = a.publishLocal()!;
+    b.handle(1, wire({ type: 'update', entries: [d1] }));
+    expect(b.entries.get(1)!.version).toBe(2);
     a.setLocalConnection(conn(3));
-    const d2 = a.publishLocal()!;
-    // b never saw d1: it cannot apply d2 and asks for the whole entry.
-    const r = b.handle(1, wire({ type: 'update', entries: [d2] }));
+    a.publishLocal();
+    a.setLocalConnection(conn(4, false));
+    const d3 = a.publishLocal()!;
+    // b missed the second delta: it cannot apply the third, and pulls once the wait is over.
+    const r = b.handle(1, wire({ type: 'update', entries: [d3] }));
     expect(r.changed).toBe(false);
-    expect(r.out).toEqual([{ to: 1, msg: { type: 'pull', ids: [1] } }]);
-    const pull = a.handle(2, r.out[0]!.msg);
-    b.handle(1, wire(pull.out[0]!.msg));
+    expect(r.pullLater).toBe(true);
+    const pulls = b.duePulls();
+    expect(pulls).toEqual([{ to: 1, msg: { type: 'pull', have: [{ id: 1, uid: a.selfEntry.uid, incarnation: 1, version: 2 }] } }]);
+    const answer = a.handle(2, wire(pulls[0]!.msg)).out[0]!.msg;
+    // a's history bridges the gap, so the answer is one composed delta, not the whole entry.
+    expect(answer.type === 'update' && answer.entries[0]!.kind).toBe('delta');
+    b.handle(1, wire(answer));
     expect(b.entries.get(1)!.version).toBe(a.selfEntry.version);
-    // An old delta afterwards changes nothing.
+    expect(Buffer.from(b.entries.get(1)!.conns).equals(Buffer.from(a.selfEntry.conns))).toBe(true);
+    // An old delta afterwards changes nothing, and nothing is left to pull.
     expect(b.handle(1, wire({ type: 'update', entries: [d1] })).changed).toBe(false);
+    expect(b.duePulls()).toEqual([]);
+  });
+
+  it('answers with the whole entry when its history does not reach back far enough', () => {
+    const a = topo(1);
+    for (let i = 0; i < 40; i++) {
+      a.setLocalConnection(conn(10 + i));
+      a.publishLocal();
+    }
+    const u = a.updateFor(1, { id: 1, uid: a.selfEntry.uid, incarnation: 1, version: 2 })!;
+    expect(u.kind).toBe('full');
+    const v = a.updateFor(1, { id: 1, uid: a.selfEntry.uid, incarnation: 1, version: a.selfEntry.version - 3 })!;
+    expect(v.kind).toBe('delta');
   });
 
   it('a restarted peer (higher incarnation) supersedes its old entry even with a lower version', () => {
@@ -93,6 +116,7 @@ describe('topology', () => {
             for (let c = 0; c < (dup ? 2 : 1); c++) {
               const res = ts[m!.to]!.handle(m!.from + 1, wire(m!.msg));
               for (const o of res.out) inflight.push({ to: o.to - 1, from: m!.to, msg: o.msg });
+              if (res.pullLater && (shuffle[k] ?? 0) % 2 === 0) for (const o of ts[m!.to]!.duePulls()) inflight.push({ to: o.to - 1, from: m!.to, msg: o.msg });
               for (const u of res.relay) for (let n = 0; n < 4; n++) if (n !== m!.to) inflight.push({ to: n, from: m!.to, msg: { type: 'update', entries: [u] } });
             }
           }
