@@ -24,6 +24,8 @@ export interface MeshTiming extends ConnectionTiming {
   handshakeTimeoutMs: number;
   /** Batch local topology changes for this long before publishing. */
   publishDelayMs: number;
+  /** Publish at most once per this interval (a burst of new connections is one update). */
+  publishIntervalMs: number;
   /** Collect unreachable peers this long after the topology changed. */
   gcDelayMs: number;
   /** Period of anti-entropy (topology digest, full channel state) with a random neighbour. */
@@ -37,6 +39,7 @@ export const DEFAULT_TIMING: MeshTiming = {
   maxBacklogBytes: 8 * 1024 * 1024,
   handshakeTimeoutMs: 10_000,
   publishDelayMs: 200,
+  publishIntervalMs: 1_000,
   gcDelayMs: 1_000,
   antiEntropyMs: 30_000,
   dialTimeoutMs: 10_000,
@@ -84,6 +87,8 @@ export interface MeshStats {
   gossipBytesSent: Map<string, number>;
   gossipBytesReceived: Map<string, number>;
   droppedMessages: Map<string, number>;
+  /** Topology messages and entries sent, by kind (digest, pull, full, delta). */
+  topologySent: Map<string, number>;
   connectionsClosed: number;
 }
 
@@ -109,6 +114,7 @@ export class Mesh extends EventEmitter implements MeshHandle {
     gossipBytesSent: new Map(),
     gossipBytesReceived: new Map(),
     droppedMessages: new Map(),
+    topologySent: new Map(),
     connectionsClosed: 0,
   };
   private readonly connections = new Map<PeerId, Connection>();
@@ -127,6 +133,7 @@ export class Mesh extends EventEmitter implements MeshHandle {
   private incarnation: number;
   private publishTimer: NodeJS.Timeout | undefined;
   private pullTimer: NodeJS.Timeout | undefined;
+  private lastPublish = 0;
   private gcTimer: NodeJS.Timeout | undefined;
   private discoveryTimer: NodeJS.Timeout | undefined;
   private antiEntropyTimer: NodeJS.Timeout | undefined;
@@ -433,6 +440,12 @@ export class Mesh extends EventEmitter implements MeshHandle {
     }
     const previousUid = this.knownUids.get(conn.peer);
     const restarted = previousUid !== undefined && previousUid !== conn.remote.uid;
+    // Sync state over this connection only when it can bring news: a peer we
+    // did not know, a restarted one, or our first connection. Connections
+    // that discovery makes inside one mesh would otherwise each move whole
+    // tables (O(N) connections × O(N²) bytes); deltas and the periodic
+    // anti-entropy keep those in step.
+    const bringsNews = restarted || !this.topology.entries.has(conn.peer) || this.connections.size === 0;
     this.knownUids.set(conn.peer, conn.remote.uid);
     this.connections.set(conn.peer, conn);
     const peerName = formatPeerName(conn.peer);
@@ -443,9 +456,11 @@ export class Mesh extends EventEmitter implements MeshHandle {
     this.topology.setLocalConnection({ peer: conn.peer, address: conn.dialAddress, outbound: conn.outbound, established: true });
     this.schedulePublish();
     this.maker.onConnected(conn.peer);
-    // A new neighbour gets our digest (it pulls what it lacks) and every channel's full state.
-    this.sendTopology(conn.peer, { type: 'digest', items: this.topology.digest() });
-    this.gossip.sendAllState(conn.peer);
+    if (bringsNews) {
+      // The neighbour gets our digest (it pulls what it lacks) and every channel's full state.
+      this.sendTopology(conn.peer, { type: 'digest', items: this.topology.digest() });
+      this.gossip.sendAllState(conn.peer);
+    }
     if (this.config.overlay) {
       const ov = this.config.overlay.connect({
         peer: peerName,
@@ -509,6 +524,13 @@ export class Mesh extends EventEmitter implements MeshHandle {
   // ---- topology ----------------------------------------------------------------
 
   private sendTopology(to: PeerId, m: TopologyMessage): void {
+    if (m.type === 'update') {
+      for (const e of m.entries) {
+        this.count(this.stats.topologySent, e.kind);
+        const bytes = e.kind === 'full' ? e.conns.length : e.upserts.length;
+        this.stats.topologySent.set(`${e.kind}-record-bytes`, (this.stats.topologySent.get(`${e.kind}-record-bytes`) ?? 0) + bytes);
+      }
+    } else this.count(this.stats.topologySent, m.type);
     this.gossip.sendRaw(to, TOPOLOGY_CHANNEL, m);
   }
 
@@ -541,13 +563,15 @@ export class Mesh extends EventEmitter implements MeshHandle {
 
   private schedulePublish(): void {
     if (this.publishTimer || this.stopped) return;
+    const wait = Math.max(this.timing.publishDelayMs, this.lastPublish + this.timing.publishIntervalMs - Date.now());
     this.publishTimer = setTimeout(() => {
       this.publishTimer = undefined;
+      this.lastPublish = Date.now();
       const delta = this.topology.publishLocal();
       if (!delta) return;
       for (const n of this.connections.keys()) this.sendTopology(n, { type: 'update', entries: [delta] });
       this.topologyChanged();
-    }, this.timing.publishDelayMs);
+    }, wait);
     this.publishTimer.unref?.();
   }
 

@@ -45,7 +45,7 @@ export interface Entry {
 }
 
 /** Deltas kept per entry: enough to bridge the gaps of a busy minute without whole entries. */
-const HISTORY = 16;
+const HISTORY = 64;
 /** A peer that missed a delta waits this long before pulling: the gap is often filled by a message in flight. */
 export const PULL_DELAY_MS = 300;
 
@@ -210,7 +210,10 @@ export class Topology {
         if (cur && compareVersions(u, cur) <= 0) continue;
         this.entries.set(u.id, { id: u.id, uid: u.uid, incarnation: u.incarnation, version: u.version, nickname: u.nickname, conns: u.conns });
         this.caughtUp(u.id);
-        res.relay.push(u);
+        // Whole entries answer someone's pull or digest: catching up is not
+        // news. Only deltas (fresh changes) are relayed; a peer still behind
+        // pulls for itself. Relaying whole entries made them cascade through
+        // a forming mesh.
         res.changed = true;
         continue;
       }
@@ -284,15 +287,19 @@ export class Topology {
 
   /**
    * Where to relay an update about `origin` that arrived from `from`: our
-   * neighbours that neither sent it nor (by origin's own entry) got it from
-   * origin directly. In a full mesh this is nobody, so an update costs one
+   * neighbours that neither sent it nor (by origin's own entry, as just
+   * updated) got it from origin directly. In a full mesh this is nobody, so an update costs one
    * message per peer; in a partial mesh it floods only where needed.
    */
   relayTargets(origin: PeerId, from: PeerId, neighbours: Iterable<PeerId>): PeerId[] {
     const out: PeerId[] = [];
     for (const n of neighbours) {
       if (n === from || n === origin || n === this.self.id) continue;
-      if (this.listsEstablished(origin, n) && this.listsEstablished(n, origin)) continue;
+      // Origin sends each of its updates to every peer it is connected to, and
+      // an update lists only connections that existed when it was sent: a
+      // neighbour origin lists got it first-hand. (Asking for both sides'
+      // word made every peer relay a newcomer's updates during a join.)
+      if (this.listsEstablished(origin, n)) continue;
       out.push(n);
     }
     return out;

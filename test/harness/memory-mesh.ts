@@ -12,6 +12,7 @@ export const FAST_TIMING: Partial<MeshTiming> = {
   deadlineMs: 1_000,
   handshakeTimeoutMs: 2_000,
   publishDelayMs: 20,
+  publishIntervalMs: 100,
   gcDelayMs: 50,
   antiEntropyMs: 1_000,
   dialTimeoutMs: 1_000,

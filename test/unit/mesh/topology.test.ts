@@ -66,7 +66,7 @@ describe('topology', () => {
 
   it('answers with the whole entry when its history does not reach back far enough', () => {
     const a = topo(1);
-    for (let i = 0; i < 40; i++) {
+    for (let i = 0; i < 100; i++) {
       a.setLocalConnection(conn(10 + i));
       a.publishLocal();
     }
