@@ -197,6 +197,8 @@ export async function runIn(ns: string, cmd: string, args: string[], opts: { env
       if (timer) clearTimeout(timer);
       resolve({ stdout, stderr, code: code ?? (signal ? 128 : 1) });
     });
+    // The command may exit without reading its input.
+    child.stdin.on('error', () => undefined);
     child.stdin.end(opts.input ?? '');
   });
 }
