@@ -172,7 +172,10 @@ async function applyAction(k: DeviceKernel, a: DeviceAction): Promise<void> {
     case 'create-bridge':
       // An explicit MAC: otherwise the bridge takes its lowest port's MAC and
       // changes it whenever ports come and go.
-      await k.createBridge(a.name, { mtu: a.mtu, mac: randomMac(), up: true });
+      await k.createBridge(a.name, { mac: randomMac(), up: true });
+      // Set the MTU as a change, not at creation: only then does the bridge
+      // keep it instead of following its smallest port (BROPT_MTU_SET_BY_USER).
+      await k.setLink(a.name, { mtu: a.mtu });
       return;
     case 'create-vxlan':
       await k.createVxlan(a.name, a.vxlan, { mtu: a.mtu, master: a.master, up: true });

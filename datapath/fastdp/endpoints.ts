@@ -14,7 +14,7 @@
 // Each kind of problem is counted and logged once per (reason, peer, value).
 
 import { isIP } from 'node:net';
-import { Packr } from 'msgpackr';
+import { decode, encode } from '@msgpack/msgpack';
 import { GossipRejected, type Gossiper, type PeerName } from '../../mesh/types.js';
 import { parseRange, type Cidr } from './cidr.js';
 import type { PodEndpoint } from './model.js';
@@ -99,8 +99,6 @@ interface WireEntry {
   pods: unknown;
 }
 
-const packr = new Packr({ useRecords: false, mapsAsObjects: true });
-
 export function encodeEntries(entries: readonly EndpointsEntry[]): Uint8Array {
   const peers = entries.map((e) => ({
     n: e.peer,
@@ -110,7 +108,7 @@ export function encodeEntries(entries: readonly EndpointsEntry[]): Uint8Array {
     ...(e.heartbeatMac ? { hb: e.heartbeatMac } : {}),
     pods: e.pods.map((p) => [p.mac, p.ip]),
   }));
-  return packr.pack({ v: WIRE_VERSION, peers });
+  return encode({ v: WIRE_VERSION, peers });
 }
 
 export interface DecodeResult {
@@ -123,7 +121,8 @@ export function decodeEntries(buf: Uint8Array, range: Cidr): DecodeResult {
   if (buf.byteLength > LIMITS.messageBytes) throw new GossipRejected(`endpoints: message of ${buf.byteLength} bytes exceeds ${LIMITS.messageBytes}`);
   let msg: unknown;
   try {
-    msg = packr.unpack(buf);
+    // The decoder enforces size limits while parsing, before allocating.
+    msg = decode(buf, { maxArrayLength: LIMITS.podsPerPeer, maxMapLength: 16, maxStrLength: 256, maxBinLength: 0, maxExtLength: 0 });
   } catch (err) {
     throw new GossipRejected(`endpoints: undecodable message: ${(err as Error).message}`);
   }

@@ -2,6 +2,7 @@
 // the step from gossip entries to the desired kernel state.
 
 import type { PeerName } from '../../mesh/types.js';
+import { Netlink } from '../netlink/netlink.js';
 import type { FastdpConfig } from './config.js';
 import { ensureDevices, ensureSleevePort, resetDevices, type DevicesReport } from './devices.js';
 import type { EntryOp } from './diff.js';
@@ -49,6 +50,11 @@ export class Fastdp {
     this.reconciler = new Reconciler(kernel, { bridge: config.bridge, vxlan: config.vxlan, sleeve: config.sleeve });
   }
 
+  /** A fast datapath driving this process's network namespace through netlink. */
+  static open(config: FastdpConfig): Fastdp {
+    return new Fastdp(Netlink.open(), config);
+  }
+
   /** The overlay MTU (known after ensureDevices). */
   get mtu(): number | undefined {
     return this.mtuValue;
@@ -76,6 +82,11 @@ export class Fastdp {
   /** The operations reconcile would apply now (dry run). */
   plan(desired: DesiredState): Promise<EntryOp[]> {
     return this.reconciler.plan(desired);
+  }
+
+  /** Release the kernel handle (the kernel state stays: that is `meshnet stop`). */
+  close(): void {
+    (this.kernel as Partial<Pick<Netlink, 'close'>>).close?.();
   }
 
   /** `meshnet reset`: remove bridge, vxlan and sleeve TAP. (`stop` leaves everything.) */

@@ -149,3 +149,26 @@ export function computeDesired(input: ModelInput): { desired: DesiredState; conf
   if (input.heartbeatMac) d.pins.set(input.heartbeatMac, 'sleeve');
   return { desired: d, conflicts };
 }
+
+/**
+ * Addresses whose MAC changed between two views (ip -> mac of remote
+ * neighbours plus local pods): a pod moved. Local pods still hold the old MAC
+ * in their ARP caches; the daemon announces each move with a gratuitous ARP
+ * into its TAP (heartbeat.ts `gratuitousArp`), which reaches only local
+ * ports (the bridge keeps gratuitous ARP off neigh_suppress ports).
+ */
+export function addressMoves(prev: ReadonlyMap<string, string>, next: ReadonlyMap<string, string>): PodEndpoint[] {
+  const out: PodEndpoint[] = [];
+  for (const [ip, mac] of next) {
+    const before = prev.get(ip);
+    if (before !== undefined && before !== mac) out.push({ ip, mac });
+  }
+  return out;
+}
+
+/** ip -> mac for every address reachable on this bridge: remote (desired neighbours) and local pods. */
+export function addressView(desired: DesiredState, localPods: readonly PodEndpoint[]): Map<string, string> {
+  const m = new Map(desired.neighbours);
+  for (const p of localPods) m.set(p.ip, p.mac);
+  return m;
+}

@@ -114,6 +114,9 @@ function run(cmd: string, args: string[], input: string): Promise<SpawnResult> {
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     child.on('error', (err) => resolve({ stdout, stderr: stderr + String(err), code: 127 }));
     child.on('close', (code) => resolve({ stdout, stderr, code: code ?? 1 }));
+    // A child that dies before reading its input makes the write fail with
+    // EPIPE; its exit status and stderr tell the story.
+    child.stdin.on('error', () => undefined);
     child.stdin.end(input);
   });
 }

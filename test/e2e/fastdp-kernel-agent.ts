@@ -5,9 +5,15 @@
 
 import { createInterface } from 'node:readline';
 import { Netlink } from '../../datapath/netlink/index.js';
+import { Fastdp, computeDesired, fastdpConfig, type FastdpConfig, type ModelInput } from '../../datapath/fastdp/index.js';
 
 const nl = Netlink.open();
 const events: unknown[] = [];
+let fdp: Fastdp | undefined;
+const need = (): Fastdp => {
+  if (!fdp) throw new Error('fastdp.ensure first');
+  return fdp;
+};
 let unwatch: (() => void) | undefined;
 
 const targets: Record<string, Record<string, (...args: never[]) => unknown>> = {
@@ -22,6 +28,19 @@ const targets: Record<string, Record<string, (...args: never[]) => unknown>> = {
   netns: {
     configure: (path: string, c: Parameters<ReturnType<Netlink['inNetns']>['configureInterface']>[0]) => nl.inNetns(path).configureInterface(c),
     getLink: (path: string, name: string) => nl.inNetns(path).getLink(name),
+  } as unknown as Record<string, (...args: never[]) => unknown>,
+  fastdp: {
+    ensure: (c: Partial<FastdpConfig> & { localIp: string }) => {
+      fdp = new Fastdp(nl, fastdpConfig(c));
+      return fdp.ensureDevices();
+    },
+    attachSleeve: () => need().attachSleeve(),
+    reconcile: async (input: ModelInput) => {
+      const { desired, conflicts } = computeDesired(input);
+      return { ...(await need().reconcile(desired)), conflicts };
+    },
+    plan: (input: ModelInput) => need().plan(computeDesired(input).desired),
+    reset: () => need().reset(),
   } as unknown as Record<string, (...args: never[]) => unknown>,
   nl: nl as unknown as Record<string, (...args: never[]) => unknown>,
 };

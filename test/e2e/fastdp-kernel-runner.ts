@@ -86,6 +86,7 @@ export class Agent {
       else p.resolve(msg.result);
     });
     child.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString()));
+    child.stdin!.on('error', () => undefined);
     child.on('exit', (code) => {
       for (const p of this.pending.values()) p.reject(new Error(`agent in ${ns} exited ${code}: ${this.stderr.slice(-2000)}`));
       this.pending.clear();
@@ -118,4 +119,86 @@ export async function startAgent(net: TestNet, ns: string): Promise<Agent> {
   const agent = new Agent(ns, child);
   await agent.call('agent', 'ping');
   return agent;
+}
+
+// A stand-in for the daemon's TAP I/O (the native TAP module belongs to the
+// sleeve): a python process that creates and holds the TAP, writes the hex
+// frames it reads on stdin, and prints received frames of the heartbeat
+// EtherType as hex lines.
+const TAPIO = String.raw`
+import fcntl, os, select, struct, sys
+name = sys.argv[1].encode()
+fd = os.open('/dev/net/tun', os.O_RDWR)
+fcntl.ioctl(fd, 0x400454ca, struct.pack('16sH22x', name, 0x0002 | 0x1000))  # TUNSETIFF, IFF_TAP|IFF_NO_PI
+print('ready', flush=True)
+buf = b''
+while True:
+    r, _, _ = select.select([fd, sys.stdin.fileno()], [], [])
+    if fd in r:
+        f = os.read(fd, 65536)
+        if len(f) >= 14 and f[12:14] == b'\x88\xb5':
+            print(f.hex(), flush=True)
+    if sys.stdin.fileno() in r:
+        chunk = os.read(sys.stdin.fileno(), 1 << 20)
+        if not chunk:
+            break
+        buf += chunk
+        while b'\n' in buf:
+            line, buf = buf.split(b'\n', 1)
+            if line.strip():
+                os.write(fd, bytes.fromhex(line.decode().strip()))
+`;
+
+export class TapIo {
+  private readonly lines: string[] = [];
+  private waiters: (() => void)[] = [];
+
+  constructor(private readonly child: ChildProcess) {
+    child.stdin!.on('error', () => undefined);
+    createInterface({ input: child.stdout! }).on('line', (l) => {
+      this.lines.push(l);
+      for (const w of this.waiters.splice(0)) w();
+    });
+  }
+
+  async ready(): Promise<void> {
+    await this.next(5000);
+  }
+
+  write(frame: Uint8Array): void {
+    this.child.stdin!.write(Buffer.from(frame).toString('hex') + '\n');
+  }
+
+  /** Received heartbeat-EtherType frames since the last call. */
+  drain(): Buffer[] {
+    return this.lines.splice(0).map((l) => Buffer.from(l, 'hex'));
+  }
+
+  /** The next line, or undefined after `timeoutMs`. */
+  async next(timeoutMs: number): Promise<string | undefined> {
+    if (this.lines.length) return this.lines.shift();
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, timeoutMs);
+      this.waiters.push(() => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+    return this.lines.shift();
+  }
+
+  close(): void {
+    this.child.kill('SIGKILL');
+  }
+}
+
+/** Create TAP `name` in namespace `ns`, held open by a helper process. */
+export async function startTap(net: TestNet, ns: string, name: string): Promise<TapIo> {
+  const script = join(net.dir, 'tapio.py');
+  writeFileSync(script, TAPIO);
+  const child = spawn('ip', ['netns', 'exec', ns, 'python3', '-u', script, name], { stdio: ['pipe', 'pipe', 'pipe'] });
+  net.track(child);
+  const tap = new TapIo(child);
+  await tap.ready();
+  return tap;
 }

@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { pack } from 'msgpackr';
+import { encode as pack } from '@msgpack/msgpack';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { decodeEntries, encodeEntries, EndpointsGossiper, type EndpointsEntry } from '../../../datapath/fastdp/endpoints.js';
 import { parseRange } from '../../../datapath/fastdp/cidr.js';
