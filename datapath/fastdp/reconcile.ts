@@ -87,8 +87,17 @@ export function placeable(desired: DesiredState, p: Ports): { desired: DesiredSt
   return { desired: { ...desired, pins }, unplaced };
 }
 
-async function execute(k: EntryKernel, names: DeviceNames, op: EntryOp): Promise<void> {
-  const portOf = (role: PortRole): string => (role === 'vxlan' ? names.vxlan : names.sleeve);
+/**
+ * One operation. Devices go by ifindex (resolved once per reconcile): a name
+ * would cost the kernel a lookup round trip per entry (bench/netlink.ts).
+ */
+async function execute(k: EntryKernel, p: Ports, op: EntryOp): Promise<void> {
+  const names = { bridge: p.bridge.index, vxlan: p.vxlan.index };
+  const portOf = (role: PortRole): number => {
+    if (role === 'vxlan') return p.vxlan.index;
+    if (!p.sleeve) throw new Error('fastdp: no sleeve TAP to pin to');
+    return p.sleeve.index;
+  };
   try {
     switch (op.op) {
       case 'neigh-set':
@@ -116,7 +125,7 @@ async function execute(k: EntryKernel, names: DeviceNames, op: EntryOp): Promise
 }
 
 /** Apply ops in order, with compensation for failed vxlan entries. */
-export async function applyOps(k: EntryKernel, names: DeviceNames, ops: EntryOp[]): Promise<Omit<ReconcileReport, 'unplaced'>> {
+export async function applyOps(k: EntryKernel, ports: Ports, ops: EntryOp[]): Promise<Omit<ReconcileReport, 'unplaced'>> {
   const report: Omit<ReconcileReport, 'unplaced'> = { applied: [], failed: [], skipped: [], compensated: [] };
   const brokenMacs = new Set<string>();
   const setNeigh = new Map<string, string>(); // ip -> mac set in this run
@@ -126,7 +135,7 @@ export async function applyOps(k: EntryKernel, names: DeviceNames, ops: EntryOp[
       continue;
     }
     try {
-      await execute(k, names, op);
+      await execute(k, ports, op);
       report.applied.push(op);
       if (op.op === 'neigh-set') setNeigh.set(op.ip, op.mac);
     } catch (err) {
@@ -138,7 +147,7 @@ export async function applyOps(k: EntryKernel, names: DeviceNames, ops: EntryOp[
           if (mac !== op.mac) continue;
           const undo: EntryOp = { op: 'neigh-del', ip };
           try {
-            await execute(k, names, undo);
+            await execute(k, ports, undo);
             report.compensated.push(undo);
           } catch {
             /* the next reconcile retries */
@@ -199,6 +208,6 @@ export class Reconciler {
     const p = await ports(this.k, this.names);
     const { desired: d, unplaced } = placeable(desired, p);
     const ops = diffEntries(d, await readActual(this.k, p, d));
-    return { ...(await applyOps(this.k, this.names, ops)), unplaced };
+    return { ...(await applyOps(this.k, p, ops)), unplaced };
   }
 }

@@ -108,7 +108,10 @@ export function macToBuffer(mac: string): Buffer {
 }
 
 export function bufferToMac(b: Buffer): string {
-  return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
+  const h = b.toString('hex');
+  let out = h.slice(0, 2);
+  for (let i = 2; i < h.length; i += 2) out += ':' + h.slice(i, i + 2);
+  return out;
 }
 
 /** Family (4 or 6) of an IP literal; throws for anything else. */
@@ -142,7 +145,7 @@ function ipv6ToBuffer(ip: string): Buffer {
 }
 
 export function bufferToIp(b: Buffer): string {
-  if (b.length === 4) return [...b].join('.');
+  if (b.length === 4) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
   if (b.length === 16) {
     const groups: string[] = [];
     for (let i = 0; i < 16; i += 2) groups.push(b.readUInt16BE(i).toString(16));
