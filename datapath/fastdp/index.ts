@@ -1,5 +1,6 @@
 // datapath/fastdp: kernel VXLAN + bridge, programmed from gossip (docs/fastdp.md).
 export { Fastdp, desiredFromEntries, type LocalView } from './fastdp.js';
+export { FastdpController, type ControllerOptions } from './controller.js';
 export { DEFAULTS, fastdpConfig, overlayMtu, vxlanOverhead, type FastdpConfig } from './config.js';
 export { ensureDevices, ensureSleevePort, planDevices, resetDevices, VXLAN_PORT_FLAGS, SLEEVE_PORT_FLAGS, type DeviceAction, type DevicesReport } from './devices.js';
 export { computeDesired, emptyDesired, addressMoves, addressView, type DesiredState, type ModelConflict, type ModelInput, type PeerDatapath, type PodEndpoint, type PortRole, type RemotePeer } from './model.js';
