@@ -3,8 +3,10 @@
 // Entries merge by per-peer version; only the owner changes its entry.
 //
 // Everything is validated at decode time, before anything is merged:
-// - an undecodable message or one of the wrong shape is refused
-//   (GossipRejected: counted, logged by the mesh, connection kept);
+// - an undecodable message or one of the wrong shape is refused: counted,
+//   logged once, nothing merged or relayed (the hook returns undefined
+//   rather than throwing the mesh's GossipRejected: datapath/ may import only
+//   types from mesh/, docs/architecture.md);
 // - an entry with a bad peer name, version, VTEP or VNI is dropped whole;
 // - a pod with a malformed MAC or an IP outside the overlay range is
 //   dropped, the rest of its peer's entry is kept;
@@ -15,9 +17,14 @@
 
 import { isIP } from 'node:net';
 import { decode, encode } from '@msgpack/msgpack';
-import { GossipRejected, type Gossiper, type PeerName } from '../../mesh/types.js';
+import type { Gossiper, PeerName } from '../../mesh/types.js';
 import { parseRange, type Cidr } from './cidr.js';
 import type { PodEndpoint } from './model.js';
+
+/** A message that cannot be used at all (decodeEntries). */
+export class EndpointsDecodeError extends Error {
+  override readonly name = 'EndpointsDecodeError';
+}
 
 export const ENDPOINTS_CHANNEL = 'datapath-endpoints';
 const WIRE_VERSION = 1;
@@ -116,21 +123,21 @@ export interface DecodeResult {
   drops: { reason: DropReason; peer?: string; value?: string }[];
 }
 
-/** Decode and validate; throws GossipRejected when the message as a whole is unusable. */
+/** Decode and validate; throws EndpointsDecodeError when the message as a whole is unusable. */
 export function decodeEntries(buf: Uint8Array, range: Cidr): DecodeResult {
-  if (buf.byteLength > LIMITS.messageBytes) throw new GossipRejected(`endpoints: message of ${buf.byteLength} bytes exceeds ${LIMITS.messageBytes}`);
+  if (buf.byteLength > LIMITS.messageBytes) throw new EndpointsDecodeError(`endpoints: message of ${buf.byteLength} bytes exceeds ${LIMITS.messageBytes}`);
   let msg: unknown;
   try {
     // The decoder enforces size limits while parsing, before allocating.
     msg = decode(buf, { maxArrayLength: LIMITS.podsPerPeer, maxMapLength: 16, maxStrLength: 256, maxBinLength: 0, maxExtLength: 0 });
   } catch (err) {
-    throw new GossipRejected(`endpoints: undecodable message: ${(err as Error).message}`);
+    throw new EndpointsDecodeError(`endpoints: undecodable message: ${(err as Error).message}`);
   }
-  if (typeof msg !== 'object' || msg === null) throw new GossipRejected('endpoints: message is not a map');
+  if (typeof msg !== 'object' || msg === null) throw new EndpointsDecodeError('endpoints: message is not a map');
   const m = msg as { v?: unknown; peers?: unknown };
-  if (m.v !== WIRE_VERSION) throw new GossipRejected(`endpoints: unsupported version ${JSON.stringify(m.v)}`);
-  if (!Array.isArray(m.peers)) throw new GossipRejected('endpoints: peers is not a list');
-  if (m.peers.length > LIMITS.peersPerMessage) throw new GossipRejected(`endpoints: ${m.peers.length} peers exceeds ${LIMITS.peersPerMessage}`);
+  if (m.v !== WIRE_VERSION) throw new EndpointsDecodeError(`endpoints: unsupported version ${JSON.stringify(m.v)}`);
+  if (!Array.isArray(m.peers)) throw new EndpointsDecodeError('endpoints: peers is not a list');
+  if (m.peers.length > LIMITS.peersPerMessage) throw new EndpointsDecodeError(`endpoints: ${m.peers.length} peers exceeds ${LIMITS.peersPerMessage}`);
 
   const out: DecodeResult = { entries: [], drops: [] };
   for (const raw of m.peers as unknown[]) {
@@ -291,8 +298,9 @@ export class EndpointsGossiper implements Gossiper {
     try {
       decoded = decodeEntries(update, this.range);
     } catch (err) {
-      this.note('malformed-message', undefined, (err as Error).message.slice(0, 120));
-      throw err;
+      if (!(err instanceof EndpointsDecodeError)) throw err;
+      this.note('malformed-message', undefined, err.message.slice(0, 120));
+      return undefined;
     }
     for (const d of decoded.drops) this.note(d.reason, d.peer, d.value);
     const news: EndpointsEntry[] = [];

@@ -8,6 +8,7 @@ export { diffEntries, applyToActual, emptyActual, type ActualState, type EntryOp
 export { Reconciler, applyOps, readActual, MESHNET_NEIGH_PROTOCOL, type ReconcileReport } from './reconcile.js';
 export {
   EndpointsGossiper,
+  EndpointsDecodeError,
   ENDPOINTS_CHANNEL,
   LIMITS,
   decodeEntries,

@@ -1,9 +1,8 @@
 import fc from 'fast-check';
 import { encode as pack } from '@msgpack/msgpack';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { decodeEntries, encodeEntries, EndpointsGossiper, type EndpointsEntry } from '../../../datapath/fastdp/endpoints.js';
+import { decodeEntries, encodeEntries, EndpointsDecodeError, EndpointsGossiper, type EndpointsEntry } from '../../../datapath/fastdp/endpoints.js';
 import { parseRange } from '../../../datapath/fastdp/cidr.js';
-import { GossipRejected } from '../../../mesh/types.js';
 
 const SELF = 'aa:00:00:00:00:01';
 const P2 = 'aa:00:00:00:00:02';
@@ -94,8 +93,8 @@ describe('endpoints codec', () => {
     expect(d.drops.map((x) => x.reason)).toEqual(['bad-vtep', 'bad-vni', 'bad-entry', 'bad-entry', 'bad-entry', 'bad-entry', 'bad-entry']);
   });
 
-  it('refuses undecodable or misshapen messages with GossipRejected, never anything else', () => {
-    expect(() => decodeEntries(new Uint8Array([0xc1]), range)).toThrow(GossipRejected);
+  it('refuses undecodable or misshapen messages with EndpointsDecodeError, never anything else', () => {
+    expect(() => decodeEntries(new Uint8Array([0xc1]), range)).toThrow(EndpointsDecodeError);
     expect(() => decodeEntries(pack({ v: 2, peers: [] }), range)).toThrow(/unsupported version/);
     expect(() => decodeEntries(pack({ v: 1, peers: {} }), range)).toThrow(/not a list/);
     expect(() => decodeEntries(pack('hello'), range)).toThrow(/not a map/);
@@ -104,7 +103,7 @@ describe('endpoints codec', () => {
         try {
           decodeEntries(bytes, range);
         } catch (err) {
-          expect(err).toBeInstanceOf(GossipRejected);
+          expect(err).toBeInstanceOf(EndpointsDecodeError);
         }
       }),
     );
@@ -113,7 +112,7 @@ describe('endpoints codec', () => {
         try {
           decodeEntries(pack({ v: 1, peers: [v] }), range);
         } catch (err) {
-          expect(err).toBeInstanceOf(GossipRejected);
+          expect(err).toBeInstanceOf(EndpointsDecodeError);
         }
       }),
     );
@@ -198,8 +197,11 @@ describe('EndpointsGossiper', () => {
     expect(g.remoteEntries()).toEqual([]);
   });
 
-  it('counts a refused message and rethrows GossipRejected', () => {
-    expect(() => g.onGossip(P2, new Uint8Array([1, 2, 3]))).toThrow(GossipRejected);
-    expect(g.dropped['malformed-message']).toBe(1);
+  it('refuses an unusable message: counted, logged once, nothing merged or relayed', () => {
+    expect(g.onGossip(P2, new Uint8Array([1, 2, 3]))).toBeUndefined();
+    expect(g.onBroadcast(P2, new Uint8Array([1, 2, 3]))).toBeUndefined();
+    expect(g.dropped['malformed-message']).toBe(2);
+    expect(logs.filter((l) => l.fields.reason === 'malformed-message')).toHaveLength(1);
+    expect(g.remoteEntries()).toEqual([]);
   });
 });
