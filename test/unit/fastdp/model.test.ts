@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { computeDesired, type RemotePeer } from '../../../datapath/fastdp/model.js';
+import { addressMoves, addressView, computeDesired, emptyDesired, type RemotePeer } from '../../../datapath/fastdp/model.js';
 
 const peer = (over: Partial<RemotePeer> & { name: string }): RemotePeer => ({
   vtep: '198.18.0.12',
@@ -97,5 +97,19 @@ describe('computeDesired', () => {
     const { desired, conflicts } = computeDesired({ vni: 42, localPods: [], peers: [peer({ name: 'aa:00:00:00:00:02', vni: 7, pods: [{ mac: '02:00:00:00:02:01', ip: '198.19.2.1' }] })] });
     expect(desired.vxlanFdb.size + desired.neighbours.size + desired.pins.size + desired.floodDsts.size).toBe(0);
     expect(conflicts).toEqual([{ kind: 'vni', key: '7', dropped: 'aa:00:00:00:00:02', kept: 'local' }]);
+  });
+});
+
+describe('addressMoves', () => {
+  it('lists addresses whose MAC changed, local pods included', () => {
+    const before = emptyDesired();
+    before.neighbours.set('198.19.1.1', '02:00:00:00:01:01');
+    before.neighbours.set('198.19.1.2', '02:00:00:00:01:02');
+    const after = emptyDesired();
+    after.neighbours.set('198.19.1.2', '02:00:00:00:01:02');
+    after.neighbours.set('198.19.3.3', '02:00:00:00:03:03');
+    // 198.19.1.1 is now a local pod with a new MAC; 198.19.3.3 is new (no move).
+    const moves = addressMoves(addressView(before, []), addressView(after, [{ ip: '198.19.1.1', mac: '02:00:00:00:02:11' }]));
+    expect(moves).toEqual([{ ip: '198.19.1.1', mac: '02:00:00:00:02:11' }]);
   });
 });
