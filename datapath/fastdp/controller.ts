@@ -1,0 +1,87 @@
+// Glue between gossip and the kernel, so the router's wiring stays small:
+// the endpoints Gossiper (register it as a channel), our own pods, each
+// peer's current datapath (from the overlay switch), and a debounced
+// reconcile whenever any of them changes. Moved addresses are reported so
+// the daemon can announce them (gratuitous ARP into its TAP).
+
+import type { PeerName } from '../../mesh/types.js';
+import { EndpointsGossiper, type EndpointsOptions } from './endpoints.js';
+import { desiredFromEntries, type Fastdp } from './fastdp.js';
+import { addressMoves, addressView, type ModelConflict, type PeerDatapath, type PodEndpoint } from './model.js';
+import type { ReconcileReport } from './reconcile.js';
+
+export interface ControllerOptions extends Omit<EndpointsOptions, 'onChange'> {
+  fastdp: Fastdp;
+  /** Our VTEP (underlay address peers reach our vxlan on) and VNI. */
+  vtep: string;
+  vni: number;
+  /** Our heartbeat MAC (heartbeat.ts heartbeatMac(self)). */
+  heartbeatMac?: string;
+  /** Coalesce bursts of changes (default 50 ms). */
+  debounceMs?: number;
+  /** After each reconcile: what was done, conflicts, and addresses that moved to a new MAC. */
+  onReconciled?(r: ReconcileReport & { conflicts: ModelConflict[]; moves: PodEndpoint[] }): void;
+  onError?(err: unknown): void;
+}
+
+export class FastdpController {
+  readonly gossiper: EndpointsGossiper;
+  private localPods: PodEndpoint[] = [];
+  private readonly datapaths = new Map<PeerName, PeerDatapath>();
+  private view = new Map<string, string>();
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  constructor(private readonly o: ControllerOptions) {
+    this.gossiper = new EndpointsGossiper({ ...o, onChange: () => this.schedule() });
+  }
+
+  /** Our pods changed (CNI ADD/DEL). Returns the gossip update to send. */
+  setLocalPods(pods: PodEndpoint[]): Uint8Array {
+    this.localPods = [...pods];
+    this.schedule();
+    return this.gossiper.setLocal({ vtep: this.o.vtep, vni: this.o.vni, heartbeatMac: this.o.heartbeatMac, pods });
+  }
+
+  /** The overlay switch moved `peer` to another datapath (only its pins and flood entry change). */
+  setPeerDatapath(peer: PeerName, dp: PeerDatapath): void {
+    if (this.datapaths.get(peer) === dp) return;
+    this.datapaths.set(peer, dp);
+    this.schedule();
+  }
+
+  /** A peer left the topology: its entries go. */
+  peerRemoved(peer: PeerName): void {
+    this.datapaths.delete(peer);
+    this.gossiper.forgetPeer(peer);
+    this.schedule();
+  }
+
+  /** Reconcile now (e.g. at start, after ensureDevices), bypassing the debounce. */
+  async reconcileNow(): Promise<ReconcileReport & { conflicts: ModelConflict[]; moves: PodEndpoint[] }> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    const local = { vni: this.o.vni, heartbeatMac: this.o.heartbeatMac, pods: this.localPods };
+    const { desired, conflicts } = desiredFromEntries(local, this.gossiper.remoteEntries(), (p) => this.datapaths.get(p) ?? 'none');
+    const report = await this.o.fastdp.reconcile(desired);
+    const next = addressView(desired, this.localPods);
+    const moves = addressMoves(this.view, next);
+    this.view = next;
+    const r = { ...report, conflicts, moves };
+    this.o.onReconciled?.(r);
+    return r;
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+  }
+
+  private schedule(): void {
+    if (this.closed || this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.reconcileNow().catch((err) => this.o.onError?.(err));
+    }, this.o.debounceMs ?? 50);
+  }
+}
