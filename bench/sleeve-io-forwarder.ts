@@ -1,0 +1,169 @@
+// A minimal sleeve-like forwarding loop, for measuring the I/O layer (and
+// for the e2e test): TAP -> [seal] -> UDP -> [open] -> TAP, with a static
+// MAC -> peer table. It is a measurement harness, not the sleeve: no
+// handshake, no replay window, one key per direction given on the command
+// line. Run inside a host namespace:
+//   node dist/bench/sleeve-io-forwarder.js '<json ForwarderConfig>'
+// Prints "ready" once the TAP and socket are open, and its counters as one
+// JSON line on SIGTERM/SIGINT before exiting.
+
+import { createRequire } from 'node:module';
+import { ioBackend, ipToU32 } from '../datapath/io/index.js';
+import type { Batch, DatagramBatch, IoBackendName } from '../datapath/io/index.js';
+
+export interface ForwarderConfig {
+  backend: IoBackendName;
+  tap: string;
+  offload: boolean;
+  bind: string;
+  port: number;
+  /** Peers and the MACs (aa:bb:...) behind each; frames to unknown or group MACs go to every peer. */
+  peers: { ip: string; port: number; macs: string[] }[];
+  /** 32-byte keys as hex: seal with sendKey, open with recvKey. Absent: frames travel in the clear. */
+  sendKey?: string;
+  recvKey?: string;
+}
+
+interface Secretbox {
+  crypto_secretbox_easy(c: Uint8Array, m: Uint8Array, n: Uint8Array, k: Uint8Array): void;
+  crypto_secretbox_open_easy(m: Uint8Array, c: Uint8Array, n: Uint8Array, k: Uint8Array): boolean;
+}
+
+/** Datagram = 8-byte counter (little-endian, the nonce's first 8 bytes) + frame or secretbox(frame). */
+const HDR = 8;
+const MAC_BYTES = 16;
+const BATCH = 256;
+const SLOT = 2048;
+
+function macKey(buf: Uint8Array, off: number): number {
+  // 48 bits fit a double exactly.
+  return ((buf[off]! << 8) | buf[off + 1]!) * 0x100000000 + (((buf[off + 2]! << 24) | (buf[off + 3]! << 16) | (buf[off + 4]! << 8) | buf[off + 5]!) >>> 0);
+}
+
+function parseMac(mac: string): number {
+  const b = Buffer.from(mac.split(':').map((x) => parseInt(x, 16)));
+  if (b.length !== 6) throw new Error(`mac: not a MAC address: ${mac}`);
+  return macKey(b, 0);
+}
+
+export async function runForwarder(cfg: ForwarderConfig): Promise<() => Record<string, unknown>> {
+  const backend = ioBackend(cfg.backend);
+  const dev = await backend.openTap({ name: cfg.tap, offload: cfg.offload, headroom: HDR });
+  const sock = await backend.openUdp({ address: cfg.bind, port: cfg.port, maxDatagram: SLOT });
+  const peers = cfg.peers.map((p) => ({ ip: ipToU32(p.ip), port: p.port }));
+  const byMac = new Map<number, number>();
+  cfg.peers.forEach((p, i) => p.macs.forEach((m) => byMac.set(parseMac(m), i)));
+
+  const sodium = cfg.sendKey ? (createRequire(import.meta.url)('sodium-native') as Secretbox) : null;
+  const sendKey = cfg.sendKey ? Buffer.from(cfg.sendKey, 'hex') : null;
+  const recvKey = cfg.recvKey ? Buffer.from(cfg.recvKey, 'hex') : null;
+  const sendNonce = Buffer.alloc(24);
+  const recvNonce = Buffer.alloc(24);
+  let counterLo = 0;
+  let counterHi = 0;
+  const counters = { framesOut: 0, framesIn: 0, badDatagrams: 0, unknownPeer: 0, sendErrors: 0 };
+
+  // Outbound: frames from the TAP into datagrams. In the clear they are sent
+  // from the receive buffer itself (the 8-byte header goes into the
+  // headroom); sealed they go through `sealed`.
+  const sealed: DatagramBatch = { buf: Buffer.allocUnsafe(BATCH * peers.length * SLOT), offs: new Uint32Array(BATCH * peers.length), lens: new Uint32Array(BATCH * peers.length), addrs: new Uint32Array(2 * BATCH * peers.length), count: 0 };
+  const out: DatagramBatch = { buf: sealed.buf, offs: sealed.offs, lens: sealed.lens, addrs: sealed.addrs, count: 0 };
+  dev.onFrames((b: Batch) => {
+    out.buf = sodium ? sealed.buf : b.buf;
+    let n = 0;
+    for (let i = 0; i < b.count; i++) {
+      const off = b.offs[i]!;
+      const len = b.lens[i]!;
+      if (len + HDR + MAC_BYTES > SLOT) continue;
+      const dst = b.buf[off]! & 1 ? -1 : (byMac.get(macKey(b.buf, off)) ?? -1);
+      for (let p = dst < 0 ? 0 : dst; p < (dst < 0 ? peers.length : dst + 1); p++) {
+        if (++counterLo > 0xffffffff) {
+          counterLo = 0;
+          counterHi++;
+        }
+        let doff: number;
+        let dlen: number;
+        if (sodium && sendKey) {
+          doff = n * SLOT;
+          sendNonce.writeUInt32LE(counterLo, 0);
+          sendNonce.writeUInt32LE(counterHi, 4);
+          sendNonce.copy(sealed.buf, doff, 0, HDR);
+          sodium.crypto_secretbox_easy(sealed.buf.subarray(doff + HDR, doff + HDR + MAC_BYTES + len), b.buf.subarray(off, off + len), sendNonce, sendKey);
+          dlen = HDR + MAC_BYTES + len;
+        } else {
+          doff = off - HDR;
+          b.buf.writeUInt32LE(counterLo, doff);
+          b.buf.writeUInt32LE(counterHi, doff + 4);
+          dlen = HDR + len;
+        }
+        out.offs[n] = doff;
+        out.lens[n] = dlen;
+        out.addrs[2 * n] = peers[p]!.ip;
+        out.addrs[2 * n + 1] = peers[p]!.port;
+        n++;
+      }
+    }
+    out.count = n;
+    counters.framesOut += n;
+    if (n) sock.sendBatch(out);
+  });
+  sock.onSendError(() => counters.sendErrors++);
+
+  // Inbound: datagrams to frames on the TAP. In the clear the frames are
+  // written straight from the receive buffer.
+  const opened: Batch = { buf: Buffer.allocUnsafe(BATCH * SLOT), offs: new Uint32Array(BATCH), lens: new Uint32Array(BATCH), count: 0 };
+  const inb: Batch = { buf: opened.buf, offs: opened.offs, lens: opened.lens, count: 0 };
+  sock.onDatagrams((d: DatagramBatch) => {
+    inb.buf = sodium ? opened.buf : d.buf;
+    let n = 0;
+    for (let i = 0; i < d.count; i++) {
+      const off = d.offs[i]!;
+      const len = d.lens[i]!;
+      if (!peers.some((p) => p.ip === d.addrs[2 * i])) {
+        counters.unknownPeer++;
+        continue;
+      }
+      const flen = len - HDR - (sodium ? MAC_BYTES : 0);
+      if (flen < 14) {
+        counters.badDatagrams++;
+        continue;
+      }
+      if (sodium && recvKey) {
+        d.buf.copy(recvNonce, 0, off, off + HDR);
+        const dst = opened.buf.subarray(n * SLOT, n * SLOT + flen);
+        if (!sodium.crypto_secretbox_open_easy(dst, d.buf.subarray(off + HDR, off + len), recvNonce, recvKey)) {
+          counters.badDatagrams++;
+          continue;
+        }
+        inb.offs[n] = n * SLOT;
+      } else {
+        inb.offs[n] = off + HDR;
+      }
+      inb.lens[n] = flen;
+      n++;
+    }
+    inb.count = n;
+    counters.framesIn += n;
+    if (n) dev.write(inb);
+  });
+
+  return () => {
+    const s = { ...counters, device: dev.stats(), socket: sock.stats() };
+    dev.close();
+    sock.close();
+    return s;
+  };
+}
+
+// Entry point when run as a script.
+if (process.argv[1] && import.meta.url.endsWith(process.argv[1].split('/').pop()!)) {
+  const cfg = JSON.parse(process.argv[2] ?? '{}') as ForwarderConfig;
+  const stop = await runForwarder(cfg);
+  process.stdout.write('ready\n');
+  const finish = (): void => {
+    process.stdout.write(`${JSON.stringify(stop())}\n`);
+    process.exit(0);
+  };
+  process.on('SIGTERM', finish);
+  process.on('SIGINT', finish);
+}

@@ -1,0 +1,261 @@
+// The pure-Node I/O backend, for machines where the addon did not build.
+// The TAP is a real /dev/net/tun device opened by Node and attached by a
+// one-shot python3 ioctl (see privileged.ts); frames are read through the
+// libuv threadpool one at a time (double-buffered, so order is kept) and
+// written synchronously. UDP is node:dgram with DF forced on the socket.
+// Limits, measured in docs/sleeve-io.md: ~1 frame per threadpool round
+// trip, one syscall per datagram, no TSO, one threadpool thread parked in
+// a blocking read for the device's lifetime.
+
+import { execFileSync } from 'node:child_process';
+import * as dgram from 'node:dgram';
+import * as fs from 'node:fs';
+import { ipToU32, u32ToIp } from './ipv4.js';
+import { attachTap, queryPathMtu, setDontFragment } from './privileged.js';
+import type { Batch, DatagramBatch, DatagramSocket, DeviceStats, FrameDevice, IoBackend, SendError, SocketStats, TapOptions, UdpOptions } from './types.js';
+
+/** A frame from a TAP is at most 65535 (MTU) + 14 bytes. */
+const MAX_FRAME = 65535 + 14;
+const DEFAULT_SOCKET_BUFFER = 4 * 1024 * 1024;
+
+class NodeFrameDevice implements FrameDevice {
+  readonly backend = 'node' as const;
+  readonly offload = false;
+  private readonly bufs: [Buffer, Buffer];
+  private readonly batch: Batch;
+  private cb: ((batch: Batch) => void) | null = null;
+  private reading = false;
+  private closed = false;
+  private fdClosed = false;
+  private readonly counters = { rxFrames: 0, rxPackets: 0, txFrames: 0, txErrors: 0, readErrors: 0 };
+
+  constructor(
+    private readonly fd: number,
+    readonly name: string,
+    readonly headroom: number,
+    private readonly persist: boolean,
+  ) {
+    this.bufs = [Buffer.allocUnsafe(headroom + MAX_FRAME), Buffer.allocUnsafe(headroom + MAX_FRAME)];
+    this.batch = { buf: this.bufs[0], offs: Uint32Array.of(headroom), lens: new Uint32Array(1), count: 0 };
+  }
+
+  onFrames(cb: (batch: Batch) => void): void {
+    this.cb = cb;
+    if (!this.reading) {
+      this.reading = true;
+      this.readInto(0);
+    }
+  }
+
+  /** One blocking read in the threadpool; the next starts before this one's frame is handled. */
+  private readInto(which: 0 | 1): void {
+    const buf = this.bufs[which];
+    fs.read(this.fd, buf, this.headroom, MAX_FRAME, null, (err, n) => {
+      if (this.closed) {
+        this.closeFd();
+        return;
+      }
+      if (err) {
+        // EFAULT/EBADF: the device went away. Anything else: count and retry.
+        this.counters.readErrors++;
+        if (err.code === 'EFAULT' || err.code === 'EBADF' || err.code === 'EIO') return;
+        setImmediate(() => this.readInto(which));
+        return;
+      }
+      this.readInto(which === 0 ? 1 : 0);
+      if (n === 0) return;
+      this.counters.rxPackets++;
+      this.counters.rxFrames++;
+      const b = this.batch;
+      b.buf = buf;
+      b.lens[0] = n;
+      b.count = 1;
+      this.cb?.(b);
+    });
+  }
+
+  write(batch: Batch): number {
+    if (this.closed) return 0;
+    let done = 0;
+    for (let i = 0; i < batch.count; i++) {
+      try {
+        fs.writeSync(this.fd, batch.buf, batch.offs[i]!, batch.lens[i]!);
+        done++;
+      } catch {
+        this.counters.txErrors++;
+      }
+    }
+    this.counters.txFrames += done;
+    return done;
+  }
+
+  stats(): DeviceStats {
+    const c = this.counters;
+    return { rxFrames: c.rxFrames, rxPackets: c.rxPackets, rxGso: 0, txFrames: c.txFrames, txErrors: c.txErrors, drops: { readErrors: c.readErrors } };
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (!this.reading) {
+      this.closeFd();
+      if (!this.persist) deleteLink(this.name);
+      return;
+    }
+    // A read parked in the threadpool only returns when a frame arrives or
+    // the device is deleted; deleting it wakes the read, whose callback then
+    // closes the fd. A persistent device keeps its parked read until the
+    // next frame (documented limit).
+    if (!this.persist) deleteLink(this.name);
+  }
+
+  private closeFd(): void {
+    if (this.fdClosed) return;
+    this.fdClosed = true;
+    try {
+      fs.closeSync(this.fd);
+    } catch {
+      /* already closed */
+    }
+  }
+}
+
+function deleteLink(name: string): void {
+  try {
+    execFileSync('ip', ['link', 'del', 'dev', name], { stdio: 'ignore' });
+  } catch {
+    /* already gone (a non-persistent TAP vanishes with its last fd) */
+  }
+}
+
+class NodeDatagramSocket implements DatagramSocket {
+  readonly backend = 'node' as const;
+  private readonly rx: DatagramBatch = { buf: Buffer.alloc(0), offs: Uint32Array.of(0), lens: new Uint32Array(1), addrs: new Uint32Array(2), count: 0 };
+  private errorCb: ((err: SendError) => void) | null = null;
+  private lastIp = 0;
+  private lastIpText = '0.0.0.0';
+  private closed = false;
+  private readonly counters = { rxDatagrams: 0, rxTruncated: 0, txDatagrams: 0, txMsgSize: 0, txErrors: 0 };
+
+  constructor(
+    private readonly sock: dgram.Socket,
+    readonly address: string,
+    readonly port: number,
+    private readonly maxDatagram: number,
+  ) {
+    sock.on('error', () => this.counters.txErrors++);
+  }
+
+  onDatagrams(cb: (batch: DatagramBatch) => void): void {
+    const rx = this.rx;
+    this.sock.removeAllListeners('message');
+    this.sock.on('message', (msg: Buffer, rinfo: dgram.RemoteInfo) => {
+      if (msg.length > this.maxDatagram) {
+        this.counters.rxTruncated++;
+        return;
+      }
+      this.counters.rxDatagrams++;
+      rx.buf = msg;
+      rx.lens[0] = msg.length;
+      rx.addrs[0] = rinfo.address === this.lastIpText ? this.lastIp : this.remember(rinfo.address);
+      rx.addrs[1] = rinfo.port;
+      rx.count = 1;
+      cb(rx);
+    });
+  }
+
+  private remember(ip: string): number {
+    this.lastIpText = ip;
+    this.lastIp = ipToU32(ip);
+    return this.lastIp;
+  }
+
+  sendBatch(batch: DatagramBatch): number {
+    if (this.closed) return 0;
+    for (let i = 0; i < batch.count; i++) {
+      const ipNum = batch.addrs[2 * i]!;
+      const ip = ipNum === this.lastIp ? this.lastIpText : u32ToIp(ipNum);
+      const port = batch.addrs[2 * i + 1]!;
+      const off = batch.offs[i]!;
+      const len = batch.lens[i]!;
+      // dgram may queue the buffer past this call; the caller may reuse
+      // theirs at once, so send a copy.
+      const copy = Buffer.allocUnsafe(len);
+      batch.buf.copy(copy, 0, off, off + len);
+      this.sock.send(copy, port, ip, (err) => {
+        if (!err) return;
+        const code = (err as NodeJS.ErrnoException).code ?? 'EIO';
+        if (code === 'EMSGSIZE') this.counters.txMsgSize++;
+        else this.counters.txErrors++;
+        this.counters.txDatagrams--;
+        this.errorCb?.({ code, ip, port, length: len });
+      });
+    }
+    this.counters.txDatagrams += batch.count;
+    return batch.count;
+  }
+
+  onSendError(cb: (err: SendError) => void): void {
+    this.errorCb = cb;
+  }
+
+  pathMtu(ip: string): Promise<number> {
+    ipToU32(ip);
+    return queryPathMtu(ip);
+  }
+
+  stats(): SocketStats {
+    return { ...this.counters };
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.sock.close();
+  }
+}
+
+/** The fd under a bound dgram socket (libuv exposes it on Unix). */
+function socketFd(sock: dgram.Socket): number {
+  const fd = (sock as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  if (typeof fd !== 'number' || fd < 0) throw new Error('udp: cannot reach the socket fd to set DF');
+  return fd;
+}
+
+export function nodeBackend(): IoBackend {
+  return {
+    name: 'node',
+    async openTap(opts: TapOptions): Promise<FrameDevice> {
+      if (!/^[A-Za-z0-9_.-]{1,15}$/.test(opts.name)) throw new Error(`tap name: must be 1-15 of [A-Za-z0-9_.-], got ${JSON.stringify(opts.name)}`);
+      const fd = fs.openSync('/dev/net/tun', fs.constants.O_RDWR);
+      try {
+        await attachTap(fd, opts.name, opts.persist ?? false);
+      } catch (err) {
+        fs.closeSync(fd);
+        throw new Error(`tap ${opts.name}: ${(err as Error).message}`);
+      }
+      return new NodeFrameDevice(fd, opts.name, opts.headroom ?? 0, opts.persist ?? false);
+    },
+    async openUdp(opts: UdpOptions): Promise<DatagramSocket> {
+      const sock = dgram.createSocket({
+        type: 'udp4',
+        recvBufferSize: opts.recvBufferSize ?? DEFAULT_SOCKET_BUFFER,
+        sendBufferSize: opts.sendBufferSize ?? DEFAULT_SOCKET_BUFFER,
+      });
+      await new Promise<void>((resolve, reject) => {
+        sock.once('error', reject);
+        sock.bind(opts.port, opts.address, () => {
+          sock.removeListener('error', reject);
+          resolve();
+        });
+      });
+      try {
+        await setDontFragment(socketFd(sock));
+      } catch (err) {
+        sock.close();
+        throw err;
+      }
+      return new NodeDatagramSocket(sock, opts.address, sock.address().port, opts.maxDatagram ?? 9216);
+    },
+  };
+}

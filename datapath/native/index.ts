@@ -1,0 +1,83 @@
+// Loads the meshnet_io addon (datapath/native/src, built by node-gyp at
+// install). Returns null when it was not built or cannot load here; the I/O
+// layer then uses its pure-Node backend. Nothing else imports the .node file.
+
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** An opaque native handle (TAP device or UDP socket). */
+export type NativeHandle = { readonly __nativeHandle: unique symbol };
+
+/** Counters kept by the addon per handle. */
+export interface NativeStats {
+  rxFrames: number;
+  rxPackets: number;
+  rxGso: number;
+  rxTruncated: number;
+  txFrames: number;
+  txErrors: number;
+  txMsgSize: number;
+  drops: Record<string, number>;
+}
+
+/** TUNSETOFFLOAD bits the addon accepts. */
+export const TUN_F_CSUM = 0x01;
+export const TUN_F_TSO4 = 0x02;
+export const POLL_READABLE = 1;
+export const POLL_WRITABLE = 2;
+
+/** The addon's functions, exactly as src/addon.c exports them. */
+export interface NativeIo {
+  tapOpen(name: string, vnetHdr: boolean, offload: number, persist: boolean): NativeHandle;
+  tapRead(h: NativeHandle, buf: Uint8Array, offs: Uint32Array, lens: Uint32Array, headroom: number): number;
+  tapWrite(h: NativeHandle, buf: Uint8Array, offs: Uint32Array, lens: Uint32Array, count: number): number;
+  /** The TAP read path on one (virtio-net header + frame) input: frames emitted, or -reason. */
+  segmentFrame(input: Uint8Array, out: Uint8Array, offs: Uint32Array, lens: Uint32Array, headroom: number): number;
+  udpOpen(ip: string, port: number, rcvbuf: number, sndbuf: number): NativeHandle;
+  udpLocalPort(h: NativeHandle): number;
+  udpRecv(h: NativeHandle, buf: Uint8Array, slot: number, offs: Uint32Array, lens: Uint32Array, addrs: Uint32Array): number;
+  udpSend(h: NativeHandle, buf: Uint8Array, offs: Uint32Array, lens: Uint32Array, addrs: Uint32Array, count: number, status: Int32Array): number;
+  pathMtu(ip: string): number;
+  pollStart(h: NativeHandle, events: number, cb: (status: number, events: number) => void): void;
+  pollStop(h: NativeHandle): void;
+  close(h: NativeHandle): void;
+  stats(h: NativeHandle): NativeStats;
+  /** Drop reason names, indexed by the codes segmentFrame returns negated. */
+  dropReasons(): string[];
+}
+
+const ADDON = 'meshnet_io.node';
+
+/** Where the built addon may be: next to this file's source or its dist copy. */
+export function addonCandidates(): string[] {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const roots = [here, resolve(here, '../../../datapath/native')];
+  return roots.flatMap((r) => [join(r, 'build', 'Release', ADDON), join(r, 'build', 'Debug', ADDON)]);
+}
+
+let cached: { io: NativeIo | null; error: string | null } | undefined;
+
+/** The addon, or null (with the reason in `nativeLoadError()`). Loaded once. */
+export function loadNativeIo(): NativeIo | null {
+  if (cached) return cached.io;
+  const require = createRequire(import.meta.url);
+  let error = `${ADDON} not built (looked in ${addonCandidates().join(', ')})`;
+  for (const path of addonCandidates()) {
+    if (!existsSync(path)) continue;
+    try {
+      cached = { io: require(path) as NativeIo, error: null };
+      return cached.io;
+    } catch (err) {
+      error = `${path}: ${(err as Error).message}`;
+    }
+  }
+  cached = { io: null, error };
+  return null;
+}
+
+export function nativeLoadError(): string | null {
+  loadNativeIo();
+  return cached?.error ?? null;
+}
