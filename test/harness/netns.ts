@@ -197,6 +197,9 @@ export async function runIn(ns: string, cmd: string, args: string[], opts: { env
       if (timer) clearTimeout(timer);
       resolve({ stdout, stderr, code: code ?? (signal ? 128 : 1) });
     });
+    // A command that exits before reading its stdin makes this write fail
+    // with EPIPE; that must not crash the caller.
+    child.stdin.on('error', () => {});
     child.stdin.end(opts.input ?? '');
   });
 }
