@@ -111,9 +111,14 @@ export async function runForwarder(cfg: ForwarderConfig): Promise<() => Record<s
 
   // Inbound: datagrams to frames on the TAP. In the clear the frames are
   // written straight from the receive buffer.
-  const opened: Batch = { buf: Buffer.allocUnsafe(BATCH * SLOT), offs: new Uint32Array(BATCH), lens: new Uint32Array(BATCH), count: 0 };
+  let opened: Batch = { buf: Buffer.allocUnsafe(BATCH * SLOT), offs: new Uint32Array(BATCH), lens: new Uint32Array(BATCH), count: 0 };
   const inb: Batch = { buf: opened.buf, offs: opened.offs, lens: opened.lens, count: 0 };
   sock.onDatagrams((d: DatagramBatch) => {
+    if (d.count > opened.offs.length) {
+      opened = { buf: Buffer.allocUnsafe(d.count * SLOT), offs: new Uint32Array(d.count), lens: new Uint32Array(d.count), count: 0 };
+      inb.offs = opened.offs;
+      inb.lens = opened.lens;
+    }
     inb.buf = sodium ? opened.buf : d.buf;
     let n = 0;
     for (let i = 0; i < d.count; i++) {

@@ -120,9 +120,9 @@ export async function startForwarders(net: TestNet, pods: Pod[], opts: Forwarder
   return fwds;
 }
 
-/** Average RTT in ms of `count` pings from ns to ip, or NaN when none came back. */
-export async function pingRtt(ns: string, ip: string, count = 20): Promise<number> {
-  const r = await runIn(ns, 'ping', ['-q', '-c', String(count), '-i', '0.05', '-W', '2', ip], { timeoutMs: 30_000 });
-  const m = /= [\d.]+\/([\d.]+)\//.exec(r.stdout);
-  return m ? Number(m[1]) : NaN;
+/** Median RTT in ms of `count` pings from ns to ip (the median resists the shared machine's scheduling spikes), or NaN when none came back. */
+export async function pingRtt(ns: string, ip: string, count = 200): Promise<number> {
+  const r = await runIn(ns, 'ping', ['-c', String(count), '-i', '0.005', '-W', '2', ip], { timeoutMs: 30_000 });
+  const times = [...r.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1])).sort((a, b) => a - b);
+  return times.length ? times[Math.floor(times.length / 2)]! : NaN;
 }

@@ -2,7 +2,7 @@
 // super-packets segmented in C) and recvmmsg/sendmmsg, woken by uv_poll.
 
 import { constants as osConstants } from 'node:os';
-import { POLL_READABLE, TUN_F_CSUM, TUN_F_TSO4, type NativeHandle, type NativeIo } from '../native/index.js';
+import { POLL_READABLE, TUN_F_CSUM, TUN_F_TSO4, UDP_FLAG_GRO, UDP_FLAG_GSO, type NativeHandle, type NativeIo } from '../native/index.js';
 import { u32ToIp } from './ipv4.js';
 import type { Batch, DatagramBatch, DatagramSocket, DeviceStats, FrameDevice, IoBackend, SendError, SocketStats, TapOptions, UdpOptions } from './types.js';
 
@@ -14,6 +14,10 @@ const RX_BYTES = 512 * 1024;
 const RX_SOCKET_BYTES = 4 * 1024 * 1024;
 /** Default receive slot: jumbo frames fit; larger datagrams cannot reach us with DF set on a jumbo underlay. */
 const DEFAULT_MAX_DATAGRAM = 9216;
+/** With UDP_GRO a receive holds up to 64 datagrams in up to 64 KiB. */
+const GRO_SLOT = 65536;
+const GRO_SLOTS = 32;
+const GRO_SEGS = 64;
 /** Read rounds per wakeup before yielding to the rest of the loop. */
 const ROUNDS = 4;
 const DEFAULT_SOCKET_BUFFER = 4 * 1024 * 1024;
@@ -54,7 +58,7 @@ class NativeFrameDevice implements FrameDevice {
 
   stats(): DeviceStats {
     const s = this.io.stats(this.h);
-    return { rxFrames: s.rxFrames, rxPackets: s.rxPackets, rxGso: s.rxGso, txFrames: s.txFrames, txErrors: s.txErrors, drops: s.drops };
+    return { rxFrames: s.rxFrames, rxPackets: s.rxPackets, rxGso: s.rxGso, txFrames: s.txFrames, txPackets: s.txPackets, txGso: s.txGso, txErrors: s.txErrors, drops: s.drops };
   }
 
   close(): void {
@@ -79,22 +83,22 @@ class NativeDatagramSocket implements DatagramSocket {
     private readonly h: NativeHandle,
     readonly address: string,
     maxDatagram: number,
+    gro: boolean,
   ) {
     this.port = io.udpLocalPort(h);
-    this.slot = maxDatagram;
-    const n = Math.max(1, Math.min(BATCH, Math.floor(RX_SOCKET_BYTES / maxDatagram)));
-    this.rx = { buf: Buffer.allocUnsafe(n * maxDatagram), offs: new Uint32Array(n), lens: new Uint32Array(n), addrs: new Uint32Array(2 * n), count: 0 };
+    this.slot = gro ? GRO_SLOT : maxDatagram;
+    const slots = gro ? GRO_SLOTS : Math.max(1, Math.min(BATCH, Math.floor(RX_SOCKET_BYTES / maxDatagram)));
+    const n = gro ? GRO_SLOTS * GRO_SEGS : slots;
+    this.rx = { buf: Buffer.allocUnsafe(slots * this.slot), offs: new Uint32Array(n), lens: new Uint32Array(n), addrs: new Uint32Array(2 * n), count: 0 };
   }
 
   onDatagrams(cb: (batch: DatagramBatch) => void): void {
     const { io, h, rx } = this;
-    const full = rx.offs.length;
     io.pollStart(h, POLL_READABLE, () => {
       for (let round = 0; round < ROUNDS && !this.closed; round++) {
         rx.count = io.udpRecv(h, rx.buf, this.slot, rx.offs, rx.lens, rx.addrs);
         if (rx.count === 0) return;
         cb(rx);
-        if (rx.count < full) return;
       }
     });
   }
@@ -125,7 +129,7 @@ class NativeDatagramSocket implements DatagramSocket {
 
   stats(): SocketStats {
     const s = this.io.stats(this.h);
-    return { rxDatagrams: s.rxFrames, rxTruncated: s.rxTruncated, txDatagrams: s.txFrames, txMsgSize: s.txMsgSize, txErrors: s.txErrors + this.dropped };
+    return { rxDatagrams: s.rxFrames, rxPackets: s.rxPackets, txPackets: s.txPackets, rxTruncated: s.rxTruncated, txDatagrams: s.txFrames, txMsgSize: s.txMsgSize, txErrors: s.txErrors + this.dropped };
   }
 
   close(): void {
@@ -144,8 +148,9 @@ export function nativeBackend(io: NativeIo): IoBackend {
       return new NativeFrameDevice(io, h, opts.name, offload, opts.headroom ?? 0);
     },
     async openUdp(opts: UdpOptions): Promise<DatagramSocket> {
-      const h = io.udpOpen(opts.address, opts.port, opts.recvBufferSize ?? DEFAULT_SOCKET_BUFFER, opts.sendBufferSize ?? DEFAULT_SOCKET_BUFFER);
-      return new NativeDatagramSocket(io, h, opts.address, opts.maxDatagram ?? DEFAULT_MAX_DATAGRAM);
+      const offload = opts.offload ?? true;
+      const h = io.udpOpen(opts.address, opts.port, opts.recvBufferSize ?? DEFAULT_SOCKET_BUFFER, opts.sendBufferSize ?? DEFAULT_SOCKET_BUFFER, offload ? UDP_FLAG_GSO | UDP_FLAG_GRO : 0);
+      return new NativeDatagramSocket(io, h, opts.address, opts.maxDatagram ?? DEFAULT_MAX_DATAGRAM, offload);
     },
   };
 }

@@ -1,32 +1,49 @@
 // The pure-Node I/O backend, for machines where the addon did not build.
 // The TAP is a real /dev/net/tun device opened by Node and attached by a
-// one-shot python3 ioctl (see privileged.ts); frames are read through the
-// libuv threadpool one at a time (double-buffered, so order is kept) and
-// written synchronously. UDP is node:dgram with DF forced on the socket.
-// Limits, measured in docs/sleeve-io.md: ~1 frame per threadpool round
-// trip, one syscall per datagram, no TSO, one threadpool thread parked in
-// a blocking read for the device's lifetime.
+// one-shot python3 ioctl (see privileged.ts). Node then watches the fd with
+// libuv's stream machinery: a Pipe handle opened on the fd (process.binding
+// ('pipe_wrap'), the same handle type net.Socket uses for pipes) puts it in
+// the event loop's epoll set, and each read() of a TAP returns exactly one
+// frame, delivered as one 'data' chunk while the socket stays flowing. Frames
+// are written with fs.writeSync (one write() per frame, so a frame is never
+// merged with another the way a stream's writev would). UDP is node:dgram
+// with DF forced on the socket. Limits, measured in docs/sleeve-io.md: one
+// frame per callback, one syscall per datagram, no TSO or GSO.
 
 import { execFileSync } from 'node:child_process';
 import * as dgram from 'node:dgram';
 import * as fs from 'node:fs';
+import { Socket } from 'node:net';
 import { ipToU32, u32ToIp } from './ipv4.js';
 import { attachTap, queryPathMtu, setDontFragment } from './privileged.js';
 import type { Batch, DatagramBatch, DatagramSocket, DeviceStats, FrameDevice, IoBackend, SendError, SocketStats, TapOptions, UdpOptions } from './types.js';
 
-/** A frame from a TAP is at most 65535 (MTU) + 14 bytes. */
-const MAX_FRAME = 65535 + 14;
 const DEFAULT_SOCKET_BUFFER = 4 * 1024 * 1024;
+
+interface PipeHandle {
+  open(fd: number): number;
+}
+interface PipeWrap {
+  Pipe: new (type: number) => PipeHandle;
+  constants: { SOCKET: number };
+}
+
+/** A libuv stream handle on `fd`: readiness-driven reads on the loop thread, no threadpool. */
+function streamOnFd(fd: number): Socket {
+  const { Pipe, constants } = (process as unknown as { binding(name: string): PipeWrap }).binding('pipe_wrap');
+  const handle = new Pipe(constants.SOCKET);
+  const err = handle.open(fd);
+  if (err < 0) throw new Error(`tap: cannot watch fd ${fd} (uv error ${err})`);
+  return new Socket({ handle, readable: true, writable: false } as unknown as ConstructorParameters<typeof Socket>[0]);
+}
 
 class NodeFrameDevice implements FrameDevice {
   readonly backend = 'node' as const;
   readonly offload = false;
-  private readonly bufs: [Buffer, Buffer];
   private readonly batch: Batch;
+  private readonly stream: Socket;
   private cb: ((batch: Batch) => void) | null = null;
-  private reading = false;
   private closed = false;
-  private fdClosed = false;
   private readonly counters = { rxFrames: 0, rxPackets: 0, txFrames: 0, txErrors: 0, readErrors: 0 };
 
   constructor(
@@ -34,42 +51,30 @@ class NodeFrameDevice implements FrameDevice {
     readonly name: string,
     readonly headroom: number,
     private readonly persist: boolean,
+    mtu: number,
   ) {
-    this.bufs = [Buffer.allocUnsafe(headroom + MAX_FRAME), Buffer.allocUnsafe(headroom + MAX_FRAME)];
-    this.batch = { buf: this.bufs[0], offs: Uint32Array.of(headroom), lens: new Uint32Array(1), count: 0 };
+    this.batch = { buf: Buffer.allocUnsafe(headroom + mtu + 14), offs: Uint32Array.of(headroom), lens: new Uint32Array(1), count: 0 };
+    this.stream = streamOnFd(fd);
+    this.stream.on('error', () => this.counters.readErrors++);
   }
 
   onFrames(cb: (batch: Batch) => void): void {
+    const first = this.cb === null;
     this.cb = cb;
-    if (!this.reading) {
-      this.reading = true;
-      this.readInto(0);
-    }
-  }
-
-  /** One blocking read in the threadpool; the next starts before this one's frame is handled. */
-  private readInto(which: 0 | 1): void {
-    const buf = this.bufs[which];
-    fs.read(this.fd, buf, this.headroom, MAX_FRAME, null, (err, n) => {
-      if (this.closed) {
-        this.closeFd();
-        return;
-      }
-      if (err) {
-        // EFAULT/EBADF: the device went away. Anything else: count and retry.
-        this.counters.readErrors++;
-        if (err.code === 'EFAULT' || err.code === 'EBADF' || err.code === 'EIO') return;
-        setImmediate(() => this.readInto(which));
-        return;
-      }
-      this.readInto(which === 0 ? 1 : 0);
-      if (n === 0) return;
+    if (!first) return;
+    this.stream.on('data', (chunk: Buffer) => {
       this.counters.rxPackets++;
-      this.counters.rxFrames++;
       const b = this.batch;
-      b.buf = buf;
-      b.lens[0] = n;
+      if (this.headroom === 0) {
+        b.buf = chunk;
+      } else {
+        // Give the frame its headroom (one copy; the addon reads in place).
+        if (b.buf.length < this.headroom + chunk.length) b.buf = Buffer.allocUnsafe(this.headroom + chunk.length);
+        chunk.copy(b.buf, this.headroom);
+      }
+      b.lens[0] = chunk.length;
       b.count = 1;
+      this.counters.rxFrames++;
       this.cb?.(b);
     });
   }
@@ -91,32 +96,15 @@ class NodeFrameDevice implements FrameDevice {
 
   stats(): DeviceStats {
     const c = this.counters;
-    return { rxFrames: c.rxFrames, rxPackets: c.rxPackets, rxGso: 0, txFrames: c.txFrames, txErrors: c.txErrors, drops: { readErrors: c.readErrors } };
+    return { rxFrames: c.rxFrames, rxPackets: c.rxPackets, rxGso: 0, txFrames: c.txFrames, txPackets: c.txFrames, txGso: 0, txErrors: c.txErrors, drops: { readErrors: c.readErrors } };
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    if (!this.reading) {
-      this.closeFd();
-      if (!this.persist) deleteLink(this.name);
-      return;
-    }
-    // A read parked in the threadpool only returns when a frame arrives or
-    // the device is deleted; deleting it wakes the read, whose callback then
-    // closes the fd. A persistent device keeps its parked read until the
-    // next frame (documented limit).
+    // Closing the stream closes the fd; a non-persistent TAP goes with it.
+    this.stream.destroy();
     if (!this.persist) deleteLink(this.name);
-  }
-
-  private closeFd(): void {
-    if (this.fdClosed) return;
-    this.fdClosed = true;
-    try {
-      fs.closeSync(this.fd);
-    } catch {
-      /* already closed */
-    }
   }
 }
 
@@ -135,7 +123,7 @@ class NodeDatagramSocket implements DatagramSocket {
   private lastIp = 0;
   private lastIpText = '0.0.0.0';
   private closed = false;
-  private readonly counters = { rxDatagrams: 0, rxTruncated: 0, txDatagrams: 0, txMsgSize: 0, txErrors: 0 };
+  private readonly counters = { rxDatagrams: 0, rxPackets: 0, txPackets: 0, rxTruncated: 0, txDatagrams: 0, txMsgSize: 0, txErrors: 0 };
 
   constructor(
     private readonly sock: dgram.Socket,
@@ -155,6 +143,7 @@ class NodeDatagramSocket implements DatagramSocket {
         return;
       }
       this.counters.rxDatagrams++;
+      this.counters.rxPackets++;
       rx.buf = msg;
       rx.lens[0] = msg.length;
       rx.addrs[0] = rinfo.address === this.lastIpText ? this.lastIp : this.remember(rinfo.address);
@@ -192,6 +181,7 @@ class NodeDatagramSocket implements DatagramSocket {
       });
     }
     this.counters.txDatagrams += batch.count;
+    this.counters.txPackets += batch.count;
     return batch.count;
   }
 
@@ -234,7 +224,7 @@ export function nodeBackend(): IoBackend {
         fs.closeSync(fd);
         throw new Error(`tap ${opts.name}: ${(err as Error).message}`);
       }
-      return new NodeFrameDevice(fd, opts.name, opts.headroom ?? 0, opts.persist ?? false);
+      return new NodeFrameDevice(fd, opts.name, opts.headroom ?? 0, opts.persist ?? false, 65535);
     },
     async openUdp(opts: UdpOptions): Promise<DatagramSocket> {
       const sock = dgram.createSocket({

@@ -45,6 +45,10 @@ export interface DeviceStats {
   /** Super-packets segmented. */
   rxGso: number;
   txFrames: number;
+  /** Writes to the device: with offload, runs of TCP segments are coalesced into one super-packet write. */
+  txPackets: number;
+  /** Coalesced super-packets written. */
+  txGso: number;
   txErrors: number;
   /** Frames dropped on receive, by reason (malformed, unsupported offload, ...). */
   drops: Record<string, number>;
@@ -59,7 +63,11 @@ export interface FrameDevice {
   readonly headroom: number;
   /** Start delivering received frames; replaces an earlier callback. */
   onFrames(cb: (batch: Batch) => void): void;
-  /** Write `count` frames to the device; returns how many were written (failures are counted). */
+  /**
+   * Write `count` frames to the device; returns how many were written
+   * (failures are counted). With offload, consecutive segments of one TCP
+   * flow are coalesced into one super-packet (userspace GRO).
+   */
   write(batch: Batch): number;
   stats(): DeviceStats;
   /** Stop and release the device (a non-persistent device disappears). Idempotent. */
@@ -74,8 +82,14 @@ export interface UdpOptions {
   /** Socket buffer sizes in bytes (default 4 MiB each). */
   recvBufferSize?: number;
   sendBufferSize?: number;
-  /** Receive slot size: datagrams longer than this are dropped and counted (default 9216). */
+  /** Receive slot size without offload: datagrams longer than this are dropped and counted (default 9216). */
   maxDatagram?: number;
+  /**
+   * Hand runs of equal-size datagrams to one peer to the kernel as one UDP
+   * GSO send, and take coalesced receives (UDP_GRO), where the kernel allows
+   * (default true; native backend only). Datagrams on the wire are the same.
+   */
+  offload?: boolean;
 }
 
 export interface SendError {
@@ -88,6 +102,10 @@ export interface SendError {
 
 export interface SocketStats {
   rxDatagrams: number;
+  /** Receive messages from the kernel (a coalesced one carries many datagrams). */
+  rxPackets: number;
+  /** Send messages to the kernel (a GSO run carries many datagrams). */
+  txPackets: number;
   /** Datagrams longer than maxDatagram, dropped. */
   rxTruncated: number;
   txDatagrams: number;

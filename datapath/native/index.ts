@@ -17,6 +17,9 @@ export interface NativeStats {
   rxGso: number;
   rxTruncated: number;
   txFrames: number;
+  /** Writes to the device (a coalesced super-packet is one write, many frames). */
+  txPackets: number;
+  txGso: number;
   txErrors: number;
   txMsgSize: number;
   drops: Record<string, number>;
@@ -25,6 +28,9 @@ export interface NativeStats {
 /** TUNSETOFFLOAD bits the addon accepts. */
 export const TUN_F_CSUM = 0x01;
 export const TUN_F_TSO4 = 0x02;
+/** udpOpen flags: send equal-size runs with UDP_SEGMENT; accept UDP_GRO receives. */
+export const UDP_FLAG_GSO = 1;
+export const UDP_FLAG_GRO = 2;
 export const POLL_READABLE = 1;
 export const POLL_WRITABLE = 2;
 
@@ -33,9 +39,12 @@ export interface NativeIo {
   tapOpen(name: string, vnetHdr: boolean, offload: number, persist: boolean): NativeHandle;
   tapRead(h: NativeHandle, buf: Uint8Array, offs: Uint32Array, lens: Uint32Array, headroom: number): number;
   tapWrite(h: NativeHandle, buf: Uint8Array, offs: Uint32Array, lens: Uint32Array, count: number): number;
+  /** What tapWrite on an IFF_VNET_HDR device writes for these frames (virtio-net header + frame each). */
+  coalesceFrames(buf: Uint8Array, offs: Uint32Array, lens: Uint32Array, count: number): Buffer[];
   /** The TAP read path on one (virtio-net header + frame) input: frames emitted, or -reason. */
   segmentFrame(input: Uint8Array, out: Uint8Array, offs: Uint32Array, lens: Uint32Array, headroom: number): number;
-  udpOpen(ip: string, port: number, rcvbuf: number, sndbuf: number): NativeHandle;
+  /** flags: UDP_FLAG_GSO | UDP_FLAG_GRO. */
+  udpOpen(ip: string, port: number, rcvbuf: number, sndbuf: number, flags: number): NativeHandle;
   udpLocalPort(h: NativeHandle): number;
   udpRecv(h: NativeHandle, buf: Uint8Array, slot: number, offs: Uint32Array, lens: Uint32Array, addrs: Uint32Array): number;
   udpSend(h: NativeHandle, buf: Uint8Array, offs: Uint32Array, lens: Uint32Array, addrs: Uint32Array, count: number, status: Int32Array): number;

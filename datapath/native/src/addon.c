@@ -50,8 +50,13 @@ typedef struct io_handle {
   uint8_t *scratch;
   frame_cursor cursor;
   bool pending;
+  /* TAP write state: receive-side coalescing (only with IFF_VNET_HDR). */
+  gro_state *gro;
+  /* UDP: send runs with UDP_SEGMENT; receive coalesced (UDP_GRO). */
+  bool gso;
+  bool udp_gro;
   /* Counters, exposed by stats(). */
-  double rx_frames, rx_packets, rx_gso, tx_frames, tx_errors, rx_truncated, tx_msgsize;
+  double rx_frames, rx_packets, rx_gso, tx_frames, tx_errors, rx_truncated, tx_msgsize, tx_packets, tx_gso;
   double drops[DROP_REASON_COUNT];
 } io_handle;
 
@@ -151,6 +156,7 @@ static void finalize_handle(napi_env env, void *data, void *hint) {
   io_handle *h = data;
   close_handle(h);
   free(h->scratch);
+  free(h->gro);
   free(h);
 }
 
@@ -159,6 +165,7 @@ static napi_value wrap_handle(napi_env env, io_handle *h) {
   if (napi_create_external(env, h, finalize_handle, NULL, &ext) != napi_ok) {
     close_handle(h);
     free(h->scratch);
+    free(h->gro);
     free(h);
     napi_throw_error(env, NULL, "meshnet_io: cannot create handle");
     return NULL;
@@ -227,9 +234,11 @@ static napi_value tap_open(napi_env env, napi_callback_info info) {
   }
   io_handle *h = calloc(1, sizeof *h);
   uint8_t *scratch = malloc(SCRATCH_LEN);
-  if (!h || !scratch) {
+  gro_state *gro = vnet ? malloc(sizeof *gro) : NULL;
+  if (!h || !scratch || (vnet && !gro)) {
     free(h);
     free(scratch);
+    free(gro);
     close(fd);
     return throw_errno(env, "tapOpen", ENOMEM);
   }
@@ -238,6 +247,7 @@ static napi_value tap_open(napi_env env, napi_callback_info info) {
   h->vnet = vnet;
   h->env = env;
   h->scratch = scratch;
+  h->gro = gro;
   return wrap_handle(env, h);
 }
 
@@ -330,6 +340,73 @@ static napi_value tap_read(napi_env env, napi_callback_info info) {
   return num(env, (double)nf);
 }
 
+/* Writes one frame (or coalesced super-packet) to the device. */
+static void tap_sink(void *ctx, struct iovec *iov, int iovcnt, uint32_t frames) {
+  io_handle *h = ctx;
+  ssize_t w;
+  do w = writev(h->fd, iov, iovcnt);
+  while (w < 0 && errno == EINTR);
+  if (w < 0) {
+    h->tx_errors += frames;
+    return;
+  }
+  h->tx_frames += frames;
+  h->tx_packets++;
+  if (frames > 1) h->tx_gso++;
+}
+
+/* Collects coalesced outputs for coalesceFrames. */
+typedef struct {
+  napi_env env;
+  napi_value arr;
+  uint32_t n;
+} collect_ctx;
+
+static void collect_sink(void *ctx, struct iovec *iov, int iovcnt, uint32_t frames) {
+  (void)frames;
+  collect_ctx *c = ctx;
+  size_t total = 0;
+  for (int i = 0; i < iovcnt; i++) total += iov[i].iov_len;
+  void *data;
+  napi_value b;
+  if (napi_create_buffer(c->env, total, &data, &b) != napi_ok) return;
+  size_t pos = 0;
+  for (int i = 0; i < iovcnt; i++) {
+    memcpy((uint8_t *)data + pos, iov[i].iov_base, iov[i].iov_len);
+    pos += iov[i].iov_len;
+  }
+  napi_set_element(c->env, c->arr, c->n++, b);
+}
+
+/* coalesceFrames(buf, offs, lens, count) -> Buffer[]: what tapWrite on an
+ * IFF_VNET_HDR device would write (virtio-net header + frame each). */
+static napi_value coalesce_frames(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 4) return throw_type(env, "coalesceFrames(buf, offs, lens, count)");
+  uint8_t *buf;
+  uint32_t *offs, *lens, count;
+  size_t cap, no, nl;
+  if (!get_array(env, argv[0], napi_uint8_array, (void **)&buf, &cap)) return throw_type(env, "coalesceFrames: buf must be a Buffer");
+  if (!get_array(env, argv[1], napi_uint32_array, (void **)&offs, &no)) return throw_type(env, "coalesceFrames: offs must be a Uint32Array");
+  if (!get_array(env, argv[2], napi_uint32_array, (void **)&lens, &nl)) return throw_type(env, "coalesceFrames: lens must be a Uint32Array");
+  if (!get_u32(env, argv[3], &count) || count > no || count > nl) return throw_type(env, "coalesceFrames: count exceeds offs/lens");
+  gro_state *g = malloc(sizeof *g);
+  if (!g) return throw_errno(env, "coalesceFrames", ENOMEM);
+  collect_ctx c = {env, NULL, 0};
+  napi_create_array(env, &c.arr);
+  gro_init(g, collect_sink, &c);
+  for (uint32_t i = 0; i < count; i++) {
+    size_t o = offs[i], l = lens[i];
+    if (o > cap || l > cap - o || l < 14) continue;
+    gro_add(g, buf + o, l);
+  }
+  gro_flush_all(g);
+  free(g);
+  return c.arr;
+}
+
 /* tapWrite(handle, buf, offs, lens, count) -> frames written. Frames that
  * fail are counted as tx errors and skipped. */
 static napi_value tap_write(napi_env env, napi_callback_info info) {
@@ -347,32 +424,23 @@ static napi_value tap_write(napi_env env, napi_callback_info info) {
   if (!get_array(env, argv[2], napi_uint32_array, (void **)&offs, &no)) return throw_type(env, "tapWrite: offs must be a Uint32Array");
   if (!get_array(env, argv[3], napi_uint32_array, (void **)&lens, &nl)) return throw_type(env, "tapWrite: lens must be a Uint32Array");
   if (!get_u32(env, argv[4], &count) || count > no || count > nl) return throw_type(env, "tapWrite: count exceeds offs/lens");
-  static const uint8_t zero_hdr[VNET_HDR_LEN];
-  uint32_t done = 0;
+  if (h->vnet) gro_init(h->gro, tap_sink, h);
+  double before = h->tx_frames;
   for (uint32_t i = 0; i < count; i++) {
     size_t o = offs[i], l = lens[i];
     if (o > cap || l > cap - o || l < 14) {
       h->tx_errors++;
       continue;
     }
-    struct iovec iov[2];
-    int n = 0;
     if (h->vnet) {
-      iov[n].iov_base = (void *)zero_hdr;
-      iov[n++].iov_len = VNET_HDR_LEN;
+      gro_add(h->gro, buf + o, l);
+      continue;
     }
-    iov[n].iov_base = buf + o;
-    iov[n++].iov_len = l;
-    ssize_t w;
-    do w = writev(h->fd, iov, n);
-    while (w < 0 && errno == EINTR);
-    if (w < 0) h->tx_errors++;
-    else {
-      h->tx_frames++;
-      done++;
-    }
+    struct iovec iov[1] = {{buf + o, l}};
+    tap_sink(h, iov, 1, 1);
   }
-  return num(env, done);
+  if (h->vnet) gro_flush_all(h->gro);
+  return num(env, h->tx_frames - before);
 }
 
 /* segmentFrame(input, out, offs, lens, headroom) -> frames, or -reason.
@@ -422,19 +490,23 @@ static void set_buf(int fd, int force, int plain, int bytes) {
   if (setsockopt(fd, SOL_SOCKET, force, &bytes, sizeof bytes) < 0) setsockopt(fd, SOL_SOCKET, plain, &bytes, sizeof bytes);
 }
 
-/* udpOpen(ip, port, rcvbuf, sndbuf) -> handle. DF is always set. */
+/* udpOpen(ip, port, rcvbuf, sndbuf, flags) -> handle. DF is always set.
+ * flags: 1 = send runs of equal-size datagrams as one UDP GSO send
+ * (UDP_SEGMENT), 2 = accept coalesced receives (UDP_GRO; slots must then
+ * hold 64 KiB). Either silently stays off where the kernel refuses it. */
 static napi_value udp_open(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
+  size_t argc = 5;
+  napi_value argv[5];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 4) return throw_type(env, "udpOpen(ip, port, rcvbuf, sndbuf)");
+  if (argc < 5) return throw_type(env, "udpOpen(ip, port, rcvbuf, sndbuf, flags)");
   struct sockaddr_in sa;
   memset(&sa, 0, sizeof sa);
   sa.sin_family = AF_INET;
-  uint32_t port, rcv, snd;
+  uint32_t port, rcv, snd, flags;
   if (!get_ipv4(env, argv[0], &sa.sin_addr)) return throw_type(env, "udpOpen: ip must be an IPv4 address");
   if (!get_u32(env, argv[1], &port) || port > 65535) return throw_type(env, "udpOpen: port must be 0-65535");
   if (!get_u32(env, argv[2], &rcv) || !get_u32(env, argv[3], &snd)) return throw_type(env, "udpOpen: buffer sizes must be numbers");
+  if (!get_u32(env, argv[4], &flags) || flags > 3) return throw_type(env, "udpOpen: flags must be 0-3");
   sa.sin_port = htons((uint16_t)port);
   int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return throw_errno(env, "socket", errno);
@@ -446,6 +518,8 @@ static napi_value udp_open(napi_env env, napi_callback_info info) {
   }
   set_buf(fd, SO_RCVBUFFORCE, SO_RCVBUF, (int)(rcv > INT32_MAX ? INT32_MAX : rcv));
   set_buf(fd, SO_SNDBUFFORCE, SO_SNDBUF, (int)(snd > INT32_MAX ? INT32_MAX : snd));
+  int one = 1;
+  bool gro = (flags & 2) && setsockopt(fd, IPPROTO_UDP, UDP_GRO, &one, sizeof one) == 0;
   if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
     int e = errno;
     close(fd);
@@ -459,6 +533,8 @@ static napi_value udp_open(napi_env env, napi_callback_info info) {
   h->kind = KIND_UDP;
   h->fd = fd;
   h->env = env;
+  h->gso = (flags & 1) != 0;
+  h->udp_gro = gro;
   return wrap_handle(env, h);
 }
 
@@ -475,10 +551,25 @@ static napi_value udp_local_port(napi_env env, napi_callback_info info) {
   return num(env, ntohs(sa.sin_port));
 }
 
+/* The gso_size of a coalesced receive, or 0. */
+static int gro_size(struct msghdr *m) {
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c; c = CMSG_NXTHDR(m, c)) {
+    if (c->cmsg_level == IPPROTO_UDP && c->cmsg_type == UDP_GRO && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+      int v;
+      memcpy(&v, CMSG_DATA(c), sizeof v);
+      return v > 0 ? v : 0;
+    }
+  }
+  return 0;
+}
+
 /* udpRecv(handle, buf, slot, offs, lens, addrs) -> datagrams received.
- * Datagram i lands at offs[i] = i*slot; addrs[2i] is the sender's IPv4
- * address as a host-order u32, addrs[2i+1] its port. Datagrams longer than
- * a slot are dropped and counted (rxTruncated). */
+ * buf is cut into slots of `slot` bytes, one received message each; a
+ * coalesced (UDP_GRO) message yields several datagrams, so offs/lens may
+ * have more entries than there are slots. Datagram i is
+ * buf[offs[i], offs[i]+lens[i]); addrs[2i] is the sender's IPv4 address as
+ * a host-order u32, addrs[2i+1] its port. Messages longer than a slot are
+ * dropped and counted (rxTruncated). */
 static napi_value udp_recv(napi_env env, napi_callback_info info) {
   size_t argc = 6;
   napi_value argv[6];
@@ -495,27 +586,35 @@ static napi_value udp_recv(napi_env env, napi_callback_info info) {
   if (!get_array(env, argv[3], napi_uint32_array, (void **)&offs, &no)) return throw_type(env, "udpRecv: offs must be a Uint32Array");
   if (!get_array(env, argv[4], napi_uint32_array, (void **)&lens, &nl)) return throw_type(env, "udpRecv: lens must be a Uint32Array");
   if (!get_array(env, argv[5], napi_uint32_array, (void **)&addrs, &na)) return throw_type(env, "udpRecv: addrs must be a Uint32Array");
-  size_t max = cap / slot;
-  if (no < max) max = no;
-  if (nl < max) max = nl;
-  if (na / 2 < max) max = na / 2;
-  if (max > MAX_BATCH) max = MAX_BATCH;
-  if (max == 0) return num(env, 0);
+  if (cap > UINT32_MAX) return throw_type(env, "udpRecv: buf larger than 4 GiB");
+  size_t slots = cap / slot;
+  if (slots > MAX_BATCH) slots = MAX_BATCH;
+  size_t ndesc = no;
+  if (nl < ndesc) ndesc = nl;
+  if (na / 2 < ndesc) ndesc = na / 2;
+  /* A coalesced message can carry up to 64 datagrams. */
+  size_t per_msg = h->udp_gro ? 64 : 1;
   struct mmsghdr msgs[MAX_BATCH];
   struct iovec iovs[MAX_BATCH];
   struct sockaddr_in from[MAX_BATCH];
-  uint32_t got = 0;
-  /* Drain until empty or full; truncated datagrams free their slot again. */
-  while (got < max) {
-    size_t want = max - got;
+  char ctrl[MAX_BATCH][CMSG_SPACE(sizeof(int))];
+  size_t got = 0, slot_next = 0;
+  while (slot_next < slots) {
+    size_t want = slots - slot_next;
+    if ((ndesc - got) / per_msg < want) want = (ndesc - got) / per_msg;
+    if (want == 0) break;
     for (size_t i = 0; i < want; i++) {
-      iovs[i].iov_base = buf + (size_t)(got + i) * slot;
+      iovs[i].iov_base = buf + (slot_next + i) * slot;
       iovs[i].iov_len = slot;
       memset(&msgs[i].msg_hdr, 0, sizeof msgs[i].msg_hdr);
       msgs[i].msg_hdr.msg_iov = &iovs[i];
       msgs[i].msg_hdr.msg_iovlen = 1;
       msgs[i].msg_hdr.msg_name = &from[i];
       msgs[i].msg_hdr.msg_namelen = sizeof from[i];
+      if (h->udp_gro) {
+        msgs[i].msg_hdr.msg_control = ctrl[i];
+        msgs[i].msg_hdr.msg_controllen = sizeof ctrl[i];
+      }
     }
     int r = recvmmsg(h->fd, msgs, (unsigned)want, MSG_DONTWAIT, NULL);
     if (r < 0) {
@@ -524,34 +623,52 @@ static napi_value udp_recv(napi_env env, napi_callback_info info) {
       return throw_errno(env, "recvmmsg", errno);
     }
     if (r == 0) break;
-    uint32_t kept = got;
     for (int i = 0; i < r; i++) {
+      h->rx_packets++;
       if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
         h->rx_truncated++;
         continue;
       }
-      size_t dst = (size_t)kept * slot, src = (size_t)(got + i) * slot;
-      if (dst != src) memmove(buf + dst, buf + src, msgs[i].msg_len);
-      offs[kept] = (uint32_t)dst;
-      lens[kept] = msgs[i].msg_len;
-      addrs[2 * kept] = ntohl(from[i].sin_addr.s_addr);
-      addrs[2 * kept + 1] = ntohs(from[i].sin_port);
-      kept++;
+      size_t base = (slot_next + (size_t)i) * slot, len = msgs[i].msg_len;
+      size_t seg = h->udp_gro ? (size_t)gro_size(&msgs[i].msg_hdr) : 0;
+      if (seg == 0 || seg >= len) seg = len;
+      uint32_t ip = ntohl(from[i].sin_addr.s_addr), port = ntohs(from[i].sin_port);
+      if (len == 0) { /* an empty datagram is still one */
+        if (got < ndesc) {
+          offs[got] = (uint32_t)base;
+          lens[got] = 0;
+          addrs[2 * got] = ip;
+          addrs[2 * got + 1] = port;
+          got++;
+        }
+        continue;
+      }
+      for (size_t o = 0; o < len && got < ndesc; o += seg) {
+        offs[got] = (uint32_t)(base + o);
+        lens[got] = (uint32_t)(len - o < seg ? len - o : seg);
+        addrs[2 * got] = ip;
+        addrs[2 * got + 1] = port;
+        got++;
+      }
     }
-    h->rx_packets += r;
-    bool drained = (size_t)r < want;
-    got = kept;
-    if (drained) break;
+    slot_next += (size_t)r;
+    if ((size_t)r < want) break; /* drained */
   }
-  h->rx_frames += got;
-  return num(env, got);
+  h->rx_frames += (double)got;
+  return num(env, (double)got);
 }
+
+/* UDP GSO: at most this many datagrams per send, and one IPv4 packet's worth of bytes. */
+#define GSO_MAX_SEGS 64
+#define GSO_MAX_BYTES (65535 - 20 - 8)
 
 /* udpSend(handle, buf, offs, lens, addrs, count, status) -> datagrams
  * consumed. status[i] = 0 when sent, else the errno (EMSGSIZE: larger than
  * the path MTU; the datagram is not sent and not fragmented). Stops early
  * only when the socket buffer is full (EAGAIN); the caller may wait for
- * writability and resend from the returned index. */
+ * writability and resend from the returned index. With GSO on, runs of
+ * datagrams to one peer with one size (the last may be shorter) go to the
+ * kernel as one send. */
 static napi_value udp_send(napi_env env, napi_callback_info info) {
   size_t argc = 7;
   napi_value argv[7];
@@ -574,28 +691,58 @@ static napi_value udp_send(napi_env env, napi_callback_info info) {
   struct mmsghdr msgs[MAX_BATCH];
   struct iovec iovs[MAX_BATCH];
   struct sockaddr_in to[MAX_BATCH];
-  uint32_t done = 0;
+  uint32_t first[MAX_BATCH + 1]; /* message m carries datagrams done+first[m] .. done+first[m+1]-1 */
+  char ctrl[MAX_BATCH][CMSG_SPACE(sizeof(uint16_t))];
+  uint32_t done = 0, solo_until = 0;
   while (done < count) {
-    /* Build a batch of valid messages starting at `done`. */
-    uint32_t n = 0;
-    while (done + n < count && n < MAX_BATCH) {
-      uint32_t i = done + n;
+    uint32_t n = 0, d = 0;
+    while (done + d < count && d < MAX_BATCH) {
+      uint32_t i = done + d;
       size_t o = offs[i], l = lens[i];
       if (o > cap || l > cap - o || addrs[2 * i + 1] > 65535) break;
-      iovs[n].iov_base = buf + o;
-      iovs[n].iov_len = l;
+      iovs[d].iov_base = buf + o;
+      iovs[d].iov_len = l;
+      first[n] = d;
+      uint32_t k = 1;
+      size_t total = l;
+      if (h->gso && l > 0 && i >= solo_until) {
+        /* Extend the run: same peer, same size; a shorter one ends it. */
+        while (done + d + k < count && d + k < MAX_BATCH && k < GSO_MAX_SEGS) {
+          uint32_t j = done + d + k;
+          size_t oj = offs[j], lj = lens[j];
+          if (oj > cap || lj > cap - oj || lj == 0 || lj > l || addrs[2 * j] != addrs[2 * i] || addrs[2 * j + 1] != addrs[2 * i + 1]) break;
+          if (total + lj > GSO_MAX_BYTES) break;
+          iovs[d + k].iov_base = buf + oj;
+          iovs[d + k].iov_len = lj;
+          total += lj;
+          k++;
+          if (lj < l) break;
+        }
+      }
       memset(&to[n], 0, sizeof to[n]);
       to[n].sin_family = AF_INET;
       to[n].sin_addr.s_addr = htonl(addrs[2 * i]);
       to[n].sin_port = htons((uint16_t)addrs[2 * i + 1]);
       memset(&msgs[n].msg_hdr, 0, sizeof msgs[n].msg_hdr);
-      msgs[n].msg_hdr.msg_iov = &iovs[n];
-      msgs[n].msg_hdr.msg_iovlen = 1;
+      msgs[n].msg_hdr.msg_iov = &iovs[d];
+      msgs[n].msg_hdr.msg_iovlen = k;
       msgs[n].msg_hdr.msg_name = &to[n];
       msgs[n].msg_hdr.msg_namelen = sizeof to[n];
+      if (k > 1) {
+        msgs[n].msg_hdr.msg_control = ctrl[n];
+        msgs[n].msg_hdr.msg_controllen = sizeof ctrl[n];
+        struct cmsghdr *c = CMSG_FIRSTHDR(&msgs[n].msg_hdr);
+        c->cmsg_level = IPPROTO_UDP;
+        c->cmsg_type = UDP_SEGMENT;
+        c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+        uint16_t segsz = (uint16_t)l;
+        memcpy(CMSG_DATA(c), &segsz, sizeof segsz);
+      }
+      d += k;
       n++;
     }
-    if (n == 0) { /* message `done` is out of bounds */
+    first[n] = d;
+    if (n == 0) { /* datagram `done` is out of bounds */
       status[done] = EINVAL;
       h->tx_errors++;
       done++;
@@ -606,16 +753,27 @@ static napi_value udp_send(napi_env env, napi_callback_info info) {
       int e = errno;
       if (e == EINTR) continue;
       if (e == EAGAIN || e == EWOULDBLOCK || e == ENOBUFS) break;
+      uint32_t k = first[1] - first[0];
+      if (k > 1 && e != EMSGSIZE) {
+        /* The kernel refused the GSO send: EIO when the path has no
+         * checksum offload (stop using GSO here), EINVAL when a segment
+         * exceeds the path MTU. Resend these one by one, so each gets its
+         * own status. */
+        if (e == EIO || e == EOPNOTSUPP) h->gso = false;
+        solo_until = done + k;
+        continue;
+      }
       /* The first message failed: note it and go on with the next. */
-      status[done] = e;
-      if (e == EMSGSIZE) h->tx_msgsize++;
-      else h->tx_errors++;
-      done++;
+      for (uint32_t j = 0; j < k; j++) status[done + j] = e;
+      if (e == EMSGSIZE) h->tx_msgsize += k;
+      else h->tx_errors += k;
+      done += k;
       continue;
     }
-    for (int i = 0; i < r; i++) status[done + i] = 0;
-    done += (uint32_t)r;
-    h->tx_frames += r;
+    for (uint32_t j = 0; j < first[r]; j++) status[done + j] = 0;
+    h->tx_frames += first[r];
+    h->tx_packets += r;
+    done += first[r];
   }
   return num(env, done);
 }
@@ -753,6 +911,8 @@ static napi_value stats(napi_env env, napi_callback_info info) {
   set_num(env, o, "rxGso", h->rx_gso);
   set_num(env, o, "rxTruncated", h->rx_truncated);
   set_num(env, o, "txFrames", h->tx_frames);
+  set_num(env, o, "txPackets", h->tx_packets);
+  set_num(env, o, "txGso", h->tx_gso);
   set_num(env, o, "txErrors", h->tx_errors);
   set_num(env, o, "txMsgSize", h->tx_msgsize);
   for (int i = 1; i < DROP_REASON_COUNT; i++) set_num(env, drops, drop_reason_names[i], h->drops[i]);
@@ -777,6 +937,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"tapOpen", NULL, tap_open, NULL, NULL, NULL, napi_default, NULL},
       {"tapRead", NULL, tap_read, NULL, NULL, NULL, napi_default, NULL},
       {"tapWrite", NULL, tap_write, NULL, NULL, NULL, napi_default, NULL},
+      {"coalesceFrames", NULL, coalesce_frames, NULL, NULL, NULL, napi_default, NULL},
       {"segmentFrame", NULL, segment_frame, NULL, NULL, NULL, napi_default, NULL},
       {"udpOpen", NULL, udp_open, NULL, NULL, NULL, napi_default, NULL},
       {"udpLocalPort", NULL, udp_local_port, NULL, NULL, NULL, napi_default, NULL},

@@ -194,3 +194,195 @@ size_t frame_emit(frame_cursor *c, uint8_t *out) {
   memcpy(tcp + 16, &tsum, 2);
   return c->hdrs + seglen;
 }
+
+/* ---------- receive-side coalescing ---------- */
+
+#define TCP_ACK 0x10
+#define TCP_FLAGS_NOT_MERGED 0xe7 /* CWR ECE URG RST SYN FIN: never merged */
+
+static const uint8_t zero_vnet[VNET_HDR_LEN];
+
+void gro_init(gro_state *g, gro_sink sink, void *ctx) {
+  memset(g->used, 0, sizeof g->used);
+  g->clock = 0;
+  g->sink = sink;
+  g->ctx = ctx;
+}
+
+/* A mergeable segment: Ethernet/IPv4 without options or fragmentation,
+ * TCP with ACK (and maybe PSH) only, some payload. Fills the offsets. */
+static int gro_candidate(const uint8_t *f, size_t len, size_t *l4, size_t *hdrs, size_t *payload) {
+  if (len < ETH_LEN + 20 + 20) return 0;
+  if (f[12] != 0x08 || f[13] != 0x00) return 0;
+  const uint8_t *ip = f + ETH_LEN;
+  if (ip[0] != 0x45 || ip[9] != 6) return 0;
+  if (rd16be(ip + 6) & 0x3fff) return 0;
+  size_t tot = rd16be(ip + 2);
+  if (tot > len - ETH_LEN || tot < 40) return 0;
+  const uint8_t *tcp = ip + 20;
+  size_t thl = (size_t)(tcp[12] >> 4) * 4;
+  if (thl < 20 || 20 + thl >= tot) return 0; /* no payload: pure ACKs pass through */
+  if ((tcp[13] & TCP_FLAGS_NOT_MERGED) || !(tcp[13] & TCP_ACK)) return 0;
+  *l4 = ETH_LEN + 20;
+  *hdrs = ETH_LEN + 20 + thl;
+  *payload = tot - 20 - thl;
+  return 1;
+}
+
+/* Same flow as the group: Ethernet header, addresses, ports. */
+static int gro_same_flow(const gro_group *gr, const uint8_t *f) {
+  const uint8_t *a = gr->first;
+  return memcmp(a, f, ETH_LEN) == 0 && memcmp(a + ETH_LEN + 12, f + ETH_LEN + 12, 8) == 0 &&
+         memcmp(a + gr->l4off, f + gr->l4off, 4) == 0;
+}
+
+/* Whether f (same flow, candidate) may be appended to gr. */
+static int gro_can_append(const gro_group *gr, const uint8_t *f, size_t hdrs, size_t payload) {
+  if (gr->closed || gr->nseg >= GRO_MAX_SEGS || hdrs != gr->hdrs) return 0;
+  if (payload > gr->gso_size) return 0;
+  if (gr->hdrs - ETH_LEN + gr->payload + payload > 65535) return 0;
+  const uint8_t *a = gr->first + ETH_LEN, *b = f + ETH_LEN;
+  if (a[1] != b[1] || a[8] != b[8] || (a[6] & 0x40) != (b[6] & 0x40)) return 0; /* TOS, TTL, DF */
+  if (!(b[6] & 0x40) && rd16be(b + 4) != gr->next_id) return 0;               /* IDs must run on without DF */
+  const uint8_t *ta = gr->first + gr->l4off, *tb = f + gr->l4off;
+  if (rd32be(tb + 4) != gr->next_seq) return 0;
+  if (memcmp(ta + 8, tb + 8, 4) != 0) return 0;                  /* ack */
+  if (ta[12] != tb[12] || memcmp(ta + 14, tb + 14, 2) != 0) return 0; /* header length, window */
+  if (memcmp(ta + 20, tb + 20, hdrs - gr->l4off - 20) != 0) return 0; /* options (timestamps) */
+  return 1;
+}
+
+static void gro_flush(gro_state *g, int i) {
+  gro_group *gr = &g->groups[i];
+  g->used[i] = 0;
+  struct iovec *iov = g->iov;
+  if (gr->nseg == 1) {
+    iov[0].iov_base = (void *)zero_vnet;
+    iov[0].iov_len = VNET_HDR_LEN;
+    iov[1].iov_base = (void *)gr->first;
+    iov[1].iov_len = gr->hdrs + gr->payload;
+    g->sink(g->ctx, iov, 2, 1);
+    return;
+  }
+  uint8_t *vh = gr->out_hdr;
+  uint8_t *h = vh + VNET_HDR_LEN;
+  memcpy(h, gr->first, gr->hdrs);
+  uint8_t *ip = h + gr->l3off;
+  uint8_t *tcp = h + gr->l4off;
+  size_t l4len = gr->hdrs - gr->l4off + gr->payload;
+  wr16be(ip + 2, (uint16_t)(20 + l4len));
+  ip[10] = ip[11] = 0;
+  uint16_t ipsum = csum_fold(csum_partial(ip, 20, 0));
+  memcpy(ip + 10, &ipsum, 2);
+  tcp[13] |= gr->psh;
+  /* CHECKSUM_PARTIAL convention: the field holds the folded pseudo-header
+   * sum (not inverted); whoever segments or checks completes it. */
+  uint8_t pseudo[4];
+  wr16be(pseudo, 6);
+  wr16be(pseudo + 2, (uint16_t)l4len);
+  uint32_t sum = csum_partial(ip + 12, 8, 0);
+  sum = csum_partial(pseudo, 4, sum);
+  uint16_t partial = (uint16_t)~csum_fold(sum);
+  memcpy(tcp + 16, &partial, 2);
+  vh[0] = F_NEEDS_CSUM;
+  vh[1] = GSO_TCPV4;
+  uint16_t hdr_len = (uint16_t)gr->hdrs, gso = gr->gso_size, cstart = (uint16_t)gr->l4off, coff = 16;
+  memcpy(vh + 2, &hdr_len, 2);
+  memcpy(vh + 4, &gso, 2);
+  memcpy(vh + 6, &cstart, 2);
+  memcpy(vh + 8, &coff, 2);
+  iov[0].iov_base = vh;
+  iov[0].iov_len = VNET_HDR_LEN;
+  iov[1].iov_base = h;
+  iov[1].iov_len = gr->hdrs;
+  for (uint32_t s = 0; s < gr->nseg; s++) {
+    iov[2 + s].iov_base = (void *)gr->pay[s];
+    iov[2 + s].iov_len = gr->paylen[s];
+  }
+  g->sink(g->ctx, iov, (int)gr->nseg + 2, gr->nseg);
+}
+
+static void gro_start(gro_state *g, int i, const uint8_t *f, size_t l4, size_t hdrs, size_t payload) {
+  gro_group *gr = &g->groups[i];
+  g->used[i] = 1;
+  gr->first = f;
+  gr->l3off = ETH_LEN;
+  gr->l4off = l4;
+  gr->hdrs = hdrs;
+  gr->payload = payload;
+  gr->gso_size = (uint16_t)payload;
+  gr->nseg = 1;
+  gr->pay[0] = f + hdrs;
+  gr->paylen[0] = payload;
+  gr->next_seq = rd32be(f + l4 + 4) + (uint32_t)payload;
+  gr->next_id = (uint16_t)(rd16be(f + ETH_LEN + 4) + 1);
+  gr->psh = f[l4 + 13] & TCP_PSH;
+  gr->closed = gr->psh != 0;
+  gr->age = g->clock++;
+}
+
+static void gro_write_single(gro_state *g, const uint8_t *f, size_t len) {
+  g->iov[0].iov_base = (void *)zero_vnet;
+  g->iov[0].iov_len = VNET_HDR_LEN;
+  g->iov[1].iov_base = (void *)f;
+  g->iov[1].iov_len = len;
+  g->sink(g->ctx, g->iov, 2, 1);
+}
+
+void gro_add(gro_state *g, const uint8_t *f, size_t len) {
+  size_t l4 = 0, hdrs = 0, payload = 0;
+  int cand = gro_candidate(f, len, &l4, &hdrs, &payload);
+  /* Any IPv4 TCP frame of an open group's flow keeps its place in line. */
+  int match = -1;
+  if (len >= ETH_LEN + 20 + 4 && f[12] == 0x08 && f[13] == 0x00) {
+    for (int i = 0; i < GRO_MAX_FLOWS; i++)
+      if (g->used[i] && gro_same_flow(&g->groups[i], f)) {
+        match = i;
+        break;
+      }
+  }
+  if (!cand) {
+    if (match >= 0) gro_flush(g, match);
+    gro_write_single(g, f, len);
+    return;
+  }
+  if (match >= 0) {
+    gro_group *gr = &g->groups[match];
+    if (gro_can_append(gr, f, hdrs, payload)) {
+      gr->pay[gr->nseg] = f + hdrs;
+      gr->paylen[gr->nseg] = payload;
+      gr->nseg++;
+      gr->payload += payload;
+      gr->next_seq += (uint32_t)payload;
+      gr->next_id++;
+      uint8_t psh = f[l4 + 13] & TCP_PSH;
+      gr->psh |= psh;
+      if (psh || payload < gr->gso_size) gr->closed = 1;
+      return;
+    }
+    gro_flush(g, match);
+    gro_start(g, match, f, l4, hdrs, payload);
+    return;
+  }
+  int slot = -1;
+  for (int i = 0; i < GRO_MAX_FLOWS && slot < 0; i++)
+    if (!g->used[i]) slot = i;
+  if (slot < 0) { /* all busy: evict the oldest */
+    slot = 0;
+    for (int i = 1; i < GRO_MAX_FLOWS; i++)
+      if (g->groups[i].age < g->groups[slot].age) slot = i;
+    gro_flush(g, slot);
+  }
+  gro_start(g, slot, f, l4, hdrs, payload);
+}
+
+void gro_flush_all(gro_state *g) {
+  /* Oldest first, so flows come out in the order they started. */
+  for (;;) {
+    int oldest = -1;
+    for (int i = 0; i < GRO_MAX_FLOWS; i++)
+      if (g->used[i] && (oldest < 0 || g->groups[i].age < g->groups[oldest].age)) oldest = i;
+    if (oldest < 0) return;
+    gro_flush(g, oldest);
+  }
+}

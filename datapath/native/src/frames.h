@@ -71,3 +71,52 @@ uint32_t csum_partial(const uint8_t *p, size_t len, uint32_t sum);
 uint16_t csum_fold(uint32_t sum);
 
 #endif
+
+/* ---------- receive-side coalescing (userspace GRO) ----------
+ * Consecutive TCP/IPv4 segments of one flow in a write batch are merged into
+ * one TSO super-packet (virtio-net header GSO_TCPV4 + NEEDS_CSUM), so the
+ * kernel passes one skb instead of dozens through bridge, veth and the
+ * pod's TCP. Payloads are not copied: the sink gets an iovec list pointing
+ * into the caller's frames. */
+
+#include <sys/uio.h>
+
+#define GRO_MAX_SEGS 64
+#define GRO_MAX_FLOWS 8
+#define GRO_HDR_MAX (18 + 60 + 60)
+
+typedef struct {
+  const uint8_t *first; /* the first segment (headers are taken from it) */
+  size_t hdrs;          /* Ethernet + IP + TCP header bytes */
+  size_t l3off, l4off;
+  uint32_t next_seq;
+  uint16_t next_id;
+  uint16_t gso_size;
+  size_t payload;       /* total payload bytes */
+  uint32_t nseg;
+  int closed;           /* a short or PSH segment ends the group */
+  uint8_t psh;
+  uint64_t age;
+  const uint8_t *pay[GRO_MAX_SEGS];
+  size_t paylen[GRO_MAX_SEGS];
+  /* Built at flush: virtio-net header + rewritten headers. */
+  uint8_t out_hdr[VNET_HDR_LEN + GRO_HDR_MAX];
+} gro_group;
+
+/* Receives each output: iov[0] is the virtio-net header, the rest the frame;
+ * `frames` is how many input frames it carries. */
+typedef void (*gro_sink)(void *ctx, struct iovec *iov, int iovcnt, uint32_t frames);
+
+typedef struct {
+  gro_group groups[GRO_MAX_FLOWS];
+  int used[GRO_MAX_FLOWS];
+  uint64_t clock;
+  gro_sink sink;
+  void *ctx;
+  struct iovec iov[GRO_MAX_SEGS + 2];
+} gro_state;
+
+void gro_init(gro_state *g, gro_sink sink, void *ctx);
+/* Adds one frame (kept alive by the caller until gro_flush_all). */
+void gro_add(gro_state *g, const uint8_t *frame, size_t len);
+void gro_flush_all(gro_state *g);
