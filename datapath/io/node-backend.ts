@@ -222,7 +222,7 @@ export function nodeBackend(): IoBackend {
         await attachTap(fd, opts.name, opts.persist ?? false);
       } catch (err) {
         fs.closeSync(fd);
-        throw new Error(`tap ${opts.name}: ${(err as Error).message}`);
+        throw new Error(`tap ${opts.name}: ${(err as Error).message}`, { cause: err });
       }
       return new NodeFrameDevice(fd, opts.name, opts.headroom ?? 0, opts.persist ?? false, 65535);
     },

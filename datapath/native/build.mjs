@@ -1,3 +1,4 @@
+/* global process, console */
 // Builds the meshnet_io addon at `npm install`/`npm ci`. Never fails the
 // install: when the build fails, meshnet uses its pure-Node I/O backend and
 // this prints one line saying so.

@@ -221,7 +221,7 @@ static int gro_candidate(const uint8_t *f, size_t len, size_t *l4, size_t *hdrs,
   if (tot > len - ETH_LEN || tot < 40) return 0;
   const uint8_t *tcp = ip + 20;
   size_t thl = (size_t)(tcp[12] >> 4) * 4;
-  if (thl < 20 || 20 + thl >= tot) return 0; /* no payload: pure ACKs pass through */
+  if (thl < 20 || 20 + thl + MIN_GSO_SIZE > tot) return 0; /* pure ACKs and tiny segments pass through */
   if ((tcp[13] & TCP_FLAGS_NOT_MERGED) || !(tcp[13] & TCP_ACK)) return 0;
   *l4 = ETH_LEN + 20;
   *hdrs = ETH_LEN + 20 + thl;
