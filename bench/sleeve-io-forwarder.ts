@@ -8,6 +8,7 @@
 // JSON line on SIGTERM/SIGINT before exiting.
 
 import { createRequire } from 'node:module';
+import { AeadOpener, AeadSealer } from '../datapath/io/aead.js';
 import { ioBackend, ipToU32 } from '../datapath/io/index.js';
 import type { Batch, DatagramBatch, IoBackendName } from '../datapath/io/index.js';
 
@@ -22,6 +23,12 @@ export interface ForwarderConfig {
   /** 32-byte keys as hex: seal with sendKey, open with recvKey. Absent: frames travel in the clear. */
   sendKey?: string;
   recvKey?: string;
+  /**
+   * secretbox: XSalsa20-Poly1305 per datagram from JS (sodium-native), as
+   * crypto/ does; chacha20: ChaCha20-Poly1305 per batch (datapath/io/aead.ts,
+   * in the addon when it is built). Two hosts only.
+   */
+  cipher?: 'secretbox' | 'chacha20';
 }
 
 interface Secretbox {
@@ -54,7 +61,9 @@ export async function runForwarder(cfg: ForwarderConfig): Promise<() => Record<s
   const byMac = new Map<number, number>();
   cfg.peers.forEach((p, i) => p.macs.forEach((m) => byMac.set(parseMac(m), i)));
 
-  const sodium = cfg.sendKey ? (createRequire(import.meta.url)('sodium-native') as Secretbox) : null;
+  const chacha = cfg.sendKey && cfg.recvKey && cfg.cipher === 'chacha20' ? { sealer: new AeadSealer(Buffer.from(cfg.sendKey, 'hex'), 0), opener: new AeadOpener(Buffer.from(cfg.recvKey, 'hex'), 0) } : null;
+  if (chacha && peers.length !== 1) throw new Error('chacha20: one peer only');
+  const sodium = cfg.sendKey && !chacha ? (createRequire(import.meta.url)('sodium-native') as Secretbox) : null;
   const sendKey = cfg.sendKey ? Buffer.from(cfg.sendKey, 'hex') : null;
   const recvKey = cfg.recvKey ? Buffer.from(cfg.recvKey, 'hex') : null;
   const sendNonce = Buffer.alloc(24);
@@ -68,7 +77,29 @@ export async function runForwarder(cfg: ForwarderConfig): Promise<() => Record<s
   // headroom); sealed they go through `sealed`.
   const sealed: DatagramBatch = { buf: Buffer.allocUnsafe(BATCH * peers.length * SLOT), offs: new Uint32Array(BATCH * peers.length), lens: new Uint32Array(BATCH * peers.length), addrs: new Uint32Array(2 * BATCH * peers.length), count: 0 };
   const out: DatagramBatch = { buf: sealed.buf, offs: sealed.offs, lens: sealed.lens, addrs: sealed.addrs, count: 0 };
+  const status = new Int32Array(BATCH);
   dev.onFrames((b: Batch) => {
+    if (chacha) {
+      // One call seals the whole batch; every frame goes to the one peer.
+      for (let i = 0; i < b.count; i++) {
+        out.offs[i] = i * SLOT;
+        out.addrs[2 * i] = peers[0]!.ip;
+        out.addrs[2 * i + 1] = peers[0]!.port;
+      }
+      chacha.sealer.seal(b.buf, b.offs, b.lens, b.count, sealed.buf, out.offs, status);
+      let n = 0;
+      for (let i = 0; i < b.count; i++) {
+        if (status[i]! < 0 || status[i]! > SLOT) continue;
+        out.offs[n] = out.offs[i]!;
+        out.lens[n] = status[i]!;
+        n++;
+      }
+      out.buf = sealed.buf;
+      out.count = n;
+      counters.framesOut += n;
+      if (n) sock.sendBatch(out);
+      return;
+    }
     out.buf = sodium ? sealed.buf : b.buf;
     let n = 0;
     for (let i = 0; i < b.count; i++) {
@@ -113,11 +144,38 @@ export async function runForwarder(cfg: ForwarderConfig): Promise<() => Record<s
   // written straight from the receive buffer.
   let opened: Batch = { buf: Buffer.allocUnsafe(BATCH * SLOT), offs: new Uint32Array(BATCH), lens: new Uint32Array(BATCH), count: 0 };
   const inb: Batch = { buf: opened.buf, offs: opened.offs, lens: opened.lens, count: 0 };
+  let ostatus = new Int32Array(0);
+  let octrs = new Uint32Array(0);
+  let odoffs = new Uint32Array(0);
   sock.onDatagrams((d: DatagramBatch) => {
     if (d.count > opened.offs.length) {
       opened = { buf: Buffer.allocUnsafe(d.count * SLOT), offs: new Uint32Array(d.count), lens: new Uint32Array(d.count), count: 0 };
       inb.offs = opened.offs;
       inb.lens = opened.lens;
+    }
+    if (chacha) {
+      if (ostatus.length < d.count) {
+        ostatus = new Int32Array(d.count);
+        octrs = new Uint32Array(2 * d.count);
+        odoffs = new Uint32Array(d.count);
+        for (let i = 0; i < d.count; i++) odoffs[i] = i * SLOT;
+      }
+      chacha.opener.open(d.buf, d.offs, d.lens, d.count, opened.buf, odoffs, ostatus, octrs);
+      let n = 0;
+      for (let i = 0; i < d.count; i++) {
+        if (ostatus[i]! < 14 || d.addrs[2 * i] !== peers[0]!.ip) {
+          counters.badDatagrams++;
+          continue;
+        }
+        inb.offs[n] = odoffs[i]!;
+        inb.lens[n] = ostatus[i]!;
+        n++;
+      }
+      inb.buf = opened.buf;
+      inb.count = n;
+      counters.framesIn += n;
+      if (n) dev.write(inb);
+      return;
     }
     inb.buf = sodium ? opened.buf : d.buf;
     let n = 0;

@@ -59,6 +59,8 @@ export interface ForwarderOptions {
   offload: boolean;
   encrypted: boolean;
   mtu: number;
+  /** With `encrypted`: which AEAD (default secretbox). */
+  cipher?: ForwarderConfig['cipher'];
 }
 
 /** Starts one forwarder per pod's host, each sending to all the others, and bridges its TAP. */
@@ -79,6 +81,7 @@ export async function startForwarders(net: TestNet, pods: Pod[], opts: Forwarder
       if (pods.length !== 2) throw new Error('encrypted forwarders: two hosts only (one key per direction)');
       cfg.sendKey = keys[i];
       cfg.recvKey = keys[1 - i];
+      cfg.cipher = opts.cipher ?? 'secretbox';
     }
     const child = spawn('ip', ['netns', 'exec', pod.host.ns, process.execPath, forwarderScript(), JSON.stringify(cfg)], { stdio: ['ignore', 'pipe', 'pipe'] });
     net.track(child);
@@ -120,9 +123,14 @@ export async function startForwarders(net: TestNet, pods: Pod[], opts: Forwarder
   return fwds;
 }
 
-/** Median RTT in ms of `count` pings from ns to ip (the median resists the shared machine's scheduling spikes), or NaN when none came back. */
-export async function pingRtt(ns: string, ip: string, count = 200): Promise<number> {
+/** RTTs in ms of `count` pings from ns to ip, 5 ms apart (empty when none came back). */
+export async function pingSamples(ns: string, ip: string, count: number): Promise<number[]> {
   const r = await runIn(ns, 'ping', ['-c', String(count), '-i', '0.005', '-W', '2', ip], { timeoutMs: 30_000 });
-  const times = [...r.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1])).sort((a, b) => a - b);
-  return times.length ? times[Math.floor(times.length / 2)]! : NaN;
+  return [...r.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]));
+}
+
+export function median(xs: number[]): number {
+  if (!xs.length) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
 }

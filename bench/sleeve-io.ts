@@ -1,12 +1,19 @@
 // Throughput, latency and CPU of the sleeve's I/O layer against nebula and
 // wireguard-go, between the same two test hosts, in one run:
 //   npm run build && node dist/bench/sleeve-io.js [--time 5] [--only native,node,nebula,wireguard,raw]
-// meshnet rows run bench/sleeve-io-forwarder.ts (TAP -> [secretbox] -> UDP
-// -> [open] -> TAP) between pods on each host's bridge; nebula and
-// wireguard-go run host to host (no bridge hop, which favours them); "raw"
-// is the underlay itself. CPU s/GB counts the tunnel processes of both
-// hosts (user+system time from /proc/<pid>/stat), not softirq time spent
-// outside them, nor iperf3.
+// meshnet rows run bench/sleeve-io-forwarder.ts (TAP -> [seal] -> UDP ->
+// [open] -> TAP) between pods on each host's bridge; nebula and
+// wireguard-go run host to host (no bridge or veth hop, which favours
+// them); "raw" is the underlay itself.
+// - Gb/s: iperf3 -t <time>, 1 and 4 streams, received rate.
+// - RTT: median of ping samples. This machine is shared, so scheduling
+//   noise moves RTTs by more than the datapaths differ: nebula and
+//   wireguard-go stay up the whole run and are pinged in alternation with
+//   each meshnet variant (4 rounds of 25), and each row is the median of
+//   all its samples.
+// - CPU s/GB: user+system time of the tunnel processes of both hosts
+//   (/proc/<pid>/stat) per GB received, during the iperf3 runs. Softirq
+//   work charged to other processes and iperf3 itself are not counted.
 
 import { spawn } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
@@ -14,8 +21,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runIn, TestNet, waitFor } from '../test/harness/netns.js';
-import { addPods, pingRtt, startForwarders, type ForwarderOptions } from './sleeve-io-topology.js';
+import { runIn, TestNet, waitFor, type TestHost } from '../test/harness/netns.js';
+import { addPods, median, pingSamples, startForwarders, type ForwarderOptions, type Pod } from './sleeve-io-topology.js';
 
 const MTU = 1420;
 const args = process.argv.slice(2);
@@ -26,21 +33,25 @@ const argOf = (name: string): string | undefined => {
 const SECONDS = Number(argOf('--time') ?? 5);
 const ONLY = (argOf('--only') ?? 'native,node,nebula,wireguard,raw').split(',');
 const TICKS = 100; // USER_HZ on Linux
+const RTT_ROUNDS = 4;
+const RTT_PINGS = 25;
+
+interface Target {
+  name: string;
+  note: string;
+  clientNs: string;
+  serverNs: string;
+  ip: string;
+  pids: () => number[];
+}
 
 interface Row {
   name: string;
   gbps1: number;
   gbps4: number;
-  rttMs: number;
   cpuPerGb: number;
+  rtt: number[];
   note: string;
-}
-
-interface Target {
-  clientNs: string;
-  serverNs: string;
-  ip: string;
-  pids: () => number[];
 }
 
 function cpuSeconds(pids: number[]): number {
@@ -70,70 +81,41 @@ async function iperf(t: Target, streams: number): Promise<{ gbps: number; bytes:
   }
 }
 
-async function measure(net: TestNet, name: string, t: Target, note: string): Promise<Row> {
+async function throughput(net: TestNet, t: Target): Promise<Row> {
   const server = spawn('ip', ['netns', 'exec', t.serverNs, 'iperf3', '-s'], { stdio: 'ignore' });
   net.track(server);
   try {
     await waitFor(async () => (await runIn(t.serverNs, 'ss', ['-ltn', 'sport = :5201'])).stdout.includes('5201'), 5000, 'iperf3 server');
-    const rttMs = await pingRtt(t.clientNs, t.ip);
     const one = await iperf(t, 1);
     const four = await iperf(t, 4);
     const gb = (one.bytes + four.bytes) / 1e9;
     const cpuPerGb = t.pids().length && gb > 0 ? (one.cpu + four.cpu) / gb : NaN;
-    const row = { name, gbps1: one.gbps, gbps4: four.gbps, rttMs, cpuPerGb, note };
-    console.error(`  ${fmtRow(row)}`);
+    const row: Row = { name: t.name, gbps1: one.gbps, gbps4: four.gbps, cpuPerGb, rtt: [], note: t.note };
+    console.error(`  ${t.name}: ${fmt(one.gbps)} / ${fmt(four.gbps)} Gb/s, ${fmt(cpuPerGb)} CPU s/GB`);
     return row;
   } finally {
     server.kill('SIGKILL');
   }
 }
 
-async function meshnetRows(net: TestNet, backend: 'native' | 'node', rows: Row[]): Promise<void> {
-  const pods = await addPodsOnce(net);
-  const variants: [string, ForwarderOptions][] =
-    backend === 'native'
-      ? [
-          ['meshnet native+TSO plain', { backend, offload: true, encrypted: false, mtu: MTU }],
-          ['meshnet native+TSO encrypted', { backend, offload: true, encrypted: true, mtu: MTU }],
-          ['meshnet native encrypted', { backend, offload: false, encrypted: true, mtu: MTU }],
-        ]
-      : [
-          ['meshnet node plain', { backend, offload: false, encrypted: false, mtu: MTU }],
-          ['meshnet node encrypted', { backend, offload: false, encrypted: true, mtu: MTU }],
-        ];
-  for (const [name, opts] of variants) {
-    const fwds = await startForwarders(net, pods, opts);
-    try {
-      await waitFor(async () => (await runIn(pods[0]!.ns, 'ping', ['-c', '1', '-W', '1', pods[1]!.ip])).code === 0, 10_000, `${name}: pod ping`);
-      rows.push(await measure(net, name, { clientNs: pods[0]!.ns, serverNs: pods[1]!.ns, ip: pods[1]!.ip, pids: () => fwds.map((f) => f.pid) }, 'pod to pod via bridge+TAP'));
-    } finally {
-      for (const f of fwds) {
-        const s = await f.stop();
-        if (process.env.BENCH_VERBOSE) console.error(`    ${JSON.stringify(s)}`);
-      }
-    }
+/** Pings each target in turn, RTT_ROUNDS times, adding the samples to its row. */
+async function interleavedRtt(pairs: [Target, Row][]): Promise<void> {
+  for (let round = 0; round < RTT_ROUNDS; round++) {
+    for (const [t, row] of pairs) row.rtt.push(...(await pingSamples(t.clientNs, t.ip, RTT_PINGS)));
   }
 }
 
-let podsCache: Awaited<ReturnType<typeof addPods>> | undefined;
-async function addPodsOnce(net: TestNet): Promise<Awaited<ReturnType<typeof addPods>>> {
-  podsCache ??= await addPods(net, MTU);
-  return podsCache;
-}
-
-async function nebulaRow(net: TestNet, dir: string): Promise<Row> {
-  const [h1, h2] = net.hosts as [(typeof net.hosts)[0], (typeof net.hosts)[0]];
-  const run = async (cmd: string, a: string[]): Promise<void> => {
-    const r = await runIn(h1.ns, cmd, a);
-    if (r.code !== 0) throw new Error(`${cmd}: ${r.stderr}`);
+async function startNebula(net: TestNet, dir: string): Promise<{ target: Target; stop: () => void }> {
+  const hosts = net.hosts.slice(0, 2);
+  const cert = async (a: string[]): Promise<void> => {
+    const r = await runIn(hosts[0]!.ns, 'nebula-cert', a);
+    if (r.code !== 0) throw new Error(`nebula-cert: ${r.stderr}`);
   };
-  await run('nebula-cert', ['ca', '-name', 'meshnet-bench', '-out-crt', join(dir, 'ca.crt'), '-out-key', join(dir, 'ca.key')]);
+  await cert(['ca', '-name', 'meshnet-bench', '-out-crt', join(dir, 'ca.crt'), '-out-key', join(dir, 'ca.key')]);
   const pids: number[] = [];
-  const hosts = [h1, h2];
   for (const [i, h] of hosts.entries()) {
-    const n = i + 1;
     const other = hosts[1 - i]!;
-    await run('nebula-cert', ['sign', '-name', h.id, '-ip', `198.19.1.${n}/24`, '-ca-crt', join(dir, 'ca.crt'), '-ca-key', join(dir, 'ca.key'), '-out-crt', join(dir, `${h.id}.crt`), '-out-key', join(dir, `${h.id}.key`)]);
+    await cert(['sign', '-name', h.id, '-ip', `198.19.1.${i + 1}/24`, '-ca-crt', join(dir, 'ca.crt'), '-ca-key', join(dir, 'ca.key'), '-out-crt', join(dir, `${h.id}.crt`), '-out-key', join(dir, `${h.id}.key`)]);
     const config = [
       'pki:',
       `  ca: ${join(dir, 'ca.crt')}`,
@@ -168,12 +150,9 @@ async function nebulaRow(net: TestNet, dir: string): Promise<Row> {
     net.track(child);
     pids.push(child.pid!);
   }
-  try {
-    await waitFor(async () => (await runIn(h1.ns, 'ping', ['-c', '1', '-W', '1', '198.19.1.2'])).code === 0, 15_000, 'nebula ping');
-    return await measure(net, 'nebula 1.6.1', { clientNs: h1.ns, serverNs: h2.ns, ip: '198.19.1.2', pids: () => pids }, 'host to host');
-  } finally {
-    for (const pid of pids) process.kill(pid, 'SIGKILL');
-  }
+  await waitFor(async () => (await runIn(hosts[0]!.ns, 'ping', ['-c', '1', '-W', '1', '198.19.1.2'])).code === 0, 15_000, 'nebula ping');
+  const target: Target = { name: 'nebula 1.6.1', note: 'host to host', clientNs: hosts[0]!.ns, serverNs: hosts[1]!.ns, ip: '198.19.1.2', pids: () => pids };
+  return { target, stop: () => pids.forEach((p) => process.kill(p, 'SIGKILL')) };
 }
 
 function x25519(): { priv: string; pub: string } {
@@ -199,8 +178,8 @@ async function uapiSet(sockPath: string, body: string): Promise<void> {
   if (!reply.includes('errno=0')) throw new Error(`wireguard UAPI: ${reply.trim()}`);
 }
 
-async function wireguardRow(net: TestNet): Promise<Row> {
-  const hosts = net.hosts.slice(0, 2);
+async function startWireguard(net: TestNet): Promise<{ target: Target; stop: () => void }> {
+  const hosts: TestHost[] = net.hosts.slice(0, 2);
   const keys = hosts.map(() => x25519());
   const names = hosts.map((h) => `${net.prefix}wg${h.id}`);
   const pids: number[] = [];
@@ -209,48 +188,101 @@ async function wireguardRow(net: TestNet): Promise<Row> {
     net.track(child);
     pids.push(child.pid!);
   }
-  try {
-    for (const [i, h] of hosts.entries()) {
-      const sock = `/var/run/wireguard/${names[i]}.sock`;
-      await waitFor(async () => (await runIn(h.ns, 'test', ['-S', sock])).code === 0, 10_000, `wireguard-go ${names[i]} socket`);
-      const o = 1 - i;
-      await uapiSet(sock, `private_key=${keys[i]!.priv}\nlisten_port=51820\nreplace_peers=true\npublic_key=${keys[o]!.pub}\nendpoint=${hosts[o]!.address}:51820\nallowed_ip=198.19.2.${o + 1}/32\n`);
-      await net.ip(h.ns, ['addr', 'add', `198.19.2.${i + 1}/24`, 'dev', names[i]!]);
-      await net.ip(h.ns, ['link', 'set', names[i]!, 'mtu', String(MTU), 'up']);
-    }
-    await waitFor(async () => (await runIn(hosts[0]!.ns, 'ping', ['-c', '1', '-W', '1', '198.19.2.2'])).code === 0, 15_000, 'wireguard ping');
-    return await measure(net, 'wireguard-go 0.0.20220316', { clientNs: hosts[0]!.ns, serverNs: hosts[1]!.ns, ip: '198.19.2.2', pids: () => pids }, 'host to host');
-  } finally {
-    for (const pid of pids) process.kill(pid, 'SIGKILL');
+  for (const [i, h] of hosts.entries()) {
+    const sock = `/var/run/wireguard/${names[i]}.sock`;
+    await waitFor(async () => (await runIn(h.ns, 'test', ['-S', sock])).code === 0, 10_000, `wireguard-go ${names[i]} socket`);
+    const o = 1 - i;
+    await uapiSet(sock, `private_key=${keys[i]!.priv}\nlisten_port=51820\nreplace_peers=true\npublic_key=${keys[o]!.pub}\nendpoint=${hosts[o]!.address}:51820\nallowed_ip=198.19.2.${o + 1}/32\n`);
+    await net.ip(h.ns, ['addr', 'add', `198.19.2.${i + 1}/24`, 'dev', names[i]!]);
+    await net.ip(h.ns, ['link', 'set', names[i]!, 'mtu', String(MTU), 'up']);
   }
+  await waitFor(async () => (await runIn(hosts[0]!.ns, 'ping', ['-c', '1', '-W', '1', '198.19.2.2'])).code === 0, 15_000, 'wireguard ping');
+  const target: Target = { name: 'wireguard-go 0.0.20220316', note: 'host to host', clientNs: hosts[0]!.ns, serverNs: hosts[1]!.ns, ip: '198.19.2.2', pids: () => pids };
+  return { target, stop: () => pids.forEach((p) => process.kill(p, 'SIGKILL')) };
+}
+
+function variants(): [string, ForwarderOptions][] {
+  const out: [string, ForwarderOptions][] = [];
+  if (ONLY.includes('native')) {
+    out.push(
+      ['meshnet native+TSO plain', { backend: 'native', offload: true, encrypted: false, mtu: MTU }],
+      ['meshnet native+TSO secretbox(JS)', { backend: 'native', offload: true, encrypted: true, mtu: MTU }],
+      ['meshnet native+TSO chacha20(C)', { backend: 'native', offload: true, encrypted: true, cipher: 'chacha20', mtu: MTU }],
+      ['meshnet native secretbox, no TSO', { backend: 'native', offload: false, encrypted: true, mtu: MTU }],
+    );
+  }
+  if (ONLY.includes('node')) {
+    out.push(
+      ['meshnet node plain', { backend: 'node', offload: false, encrypted: false, mtu: MTU }],
+      ['meshnet node secretbox(JS)', { backend: 'node', offload: false, encrypted: true, mtu: MTU }],
+    );
+  }
+  return out;
 }
 
 function fmt(n: number, digits = 2): string {
   return Number.isFinite(n) ? n.toFixed(digits) : '-';
 }
 
-function fmtRow(r: Row): string {
-  return `| ${r.name.padEnd(30)} | ${fmt(r.gbps1).padStart(6)} | ${fmt(r.gbps4).padStart(6)} | ${fmt(r.rttMs, 3).padStart(7)} | ${fmt(r.cpuPerGb).padStart(8)} | ${r.note} |`;
+function printTable(rows: Row[]): void {
+  const w = Math.max(...rows.map((r) => r.name.length), 8);
+  console.log(`| ${'datapath'.padEnd(w)} | TCP×1 Gb/s | TCP×4 Gb/s | RTT ms (median) | CPU s/GB | path |`);
+  console.log(`|${'-'.repeat(w + 2)}|-----------:|-----------:|----------------:|---------:|------|`);
+  for (const r of rows) {
+    console.log(`| ${r.name.padEnd(w)} | ${fmt(r.gbps1).padStart(10)} | ${fmt(r.gbps4).padStart(10)} | ${fmt(median(r.rtt), 3).padStart(15)} | ${fmt(r.cpuPerGb).padStart(8)} | ${r.note} |`);
+  }
 }
 
 async function main(): Promise<void> {
   const net = await TestNet.create(2);
   const dir = mkdtempSync(join(tmpdir(), 'meshnet-bench-'));
   const rows: Row[] = [];
+  const stops: (() => void)[] = [];
   try {
-    console.error(`sleeve-io bench: ${SECONDS}s per iperf3 run, MTU ${MTU}, hosts ${net.hosts.map((h) => h.address).join(' ')}`);
-    if (ONLY.includes('raw')) rows.push(await measure(net, 'raw underlay (reference)', { clientNs: net.hosts[0]!.ns, serverNs: net.hosts[1]!.ns, ip: net.hosts[1]!.address, pids: () => [] }, 'veth+bridge, no tunnel'));
-    if (ONLY.includes('nebula')) rows.push(await nebulaRow(net, dir));
-    if (ONLY.includes('wireguard')) rows.push(await wireguardRow(net));
-    if (ONLY.includes('native')) await meshnetRows(net, 'native', rows);
-    if (ONLY.includes('node')) await meshnetRows(net, 'node', rows);
+    const [h1, h2] = net.hosts as [TestHost, TestHost];
+    console.error(`sleeve-io bench: ${SECONDS}s per iperf3 run, MTU ${MTU}, hosts ${h1.address} ${h2.address}`);
+    const refs: [Target, Row][] = [];
+    if (ONLY.includes('raw')) {
+      const t: Target = { name: 'raw underlay (reference)', note: 'veth+bridge, no tunnel', clientNs: h1.ns, serverNs: h2.ns, ip: h2.address, pids: () => [] };
+      const row = await throughput(net, t);
+      row.rtt = await pingSamples(t.clientNs, t.ip, RTT_ROUNDS * RTT_PINGS);
+      rows.push(row);
+    }
+    for (const [want, start] of [
+      ['nebula', () => startNebula(net, dir)],
+      ['wireguard', () => startWireguard(net)],
+    ] as const) {
+      if (!ONLY.includes(want)) continue;
+      const { target, stop } = await start();
+      stops.push(stop);
+      const row = await throughput(net, target);
+      rows.push(row);
+      refs.push([target, row]);
+    }
+    const needPods = variants();
+    const pods: Pod[] = needPods.length ? await addPods(net, MTU) : [];
+    for (const [name, opts] of needPods) {
+      const fwds = await startForwarders(net, pods, opts);
+      try {
+        await waitFor(async () => (await runIn(pods[0]!.ns, 'ping', ['-c', '1', '-W', '1', pods[1]!.ip])).code === 0, 10_000, `${name}: pod ping`);
+        const t: Target = { name, note: 'pod to pod via bridge+TAP', clientNs: pods[0]!.ns, serverNs: pods[1]!.ns, ip: pods[1]!.ip, pids: () => fwds.map((f) => f.pid) };
+        const row = await throughput(net, t);
+        rows.push(row);
+        await interleavedRtt([[t, row], ...refs]);
+      } finally {
+        for (const f of fwds) {
+          const s = await f.stop();
+          if (process.env.BENCH_VERBOSE) console.error(`    ${JSON.stringify(s)}`);
+        }
+      }
+    }
+    if (!needPods.length) await interleavedRtt(refs);
   } finally {
+    for (const stop of stops) stop();
     await net.destroy();
     rmSync(dir, { recursive: true, force: true });
   }
-  console.log(`| ${'datapath'.padEnd(30)} | TCP×1 Gb/s | TCP×4 Gb/s | RTT ms | CPU s/GB | path |`);
-  console.log(`|${'-'.repeat(32)}|-------:|-------:|--------:|---------:|------|`);
-  for (const r of rows) console.log(fmtRow(r));
+  printTable(rows);
 }
 
 await main();

@@ -53,6 +53,15 @@ export interface NativeIo {
   pollStop(h: NativeHandle): void;
   close(h: NativeHandle): void;
   stats(h: NativeHandle): NativeStats;
+  /**
+   * ChaCha20-Poly1305 (RFC 8439) over a batch, on Node's OpenSSL. Item i is
+   * sealed into dst at dstOffs[i] as counter(8, LE) | ciphertext | tag(16),
+   * nonce = prefix(4, LE) | counter; AAD = the `aad` bytes before dstOffs[i]
+   * plus the counter. status[i] = bytes written from dstOffs[i], or -1.
+   */
+  aeadSeal(key: Uint8Array, prefix: number, counterLo: number, counterHi: number, src: Uint8Array, srcOffs: Uint32Array, srcLens: Uint32Array, dst: Uint8Array, dstOffs: Uint32Array, count: number, aad: number, status: Int32Array): number;
+  /** Opens what aeadSeal wrote: status[i] = plaintext length or -1; counters[2i..2i+1] = its counter (lo, hi). */
+  aeadOpen(key: Uint8Array, prefix: number, src: Uint8Array, srcOffs: Uint32Array, srcLens: Uint32Array, dst: Uint8Array, dstOffs: Uint32Array, count: number, aad: number, status: Int32Array, counters: Uint32Array): number;
   /** Drop reason names, indexed by the codes segmentFrame returns negated. */
   dropReasons(): string[];
 }

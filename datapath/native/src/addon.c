@@ -30,6 +30,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "aead.h"
 #include "frames.h"
 
 #define MAX_BATCH 256
@@ -932,6 +933,67 @@ static napi_value drop_reasons(napi_env env, napi_callback_info info) {
   return arr;
 }
 
+/* ---------- AEAD (ChaCha20-Poly1305, see aead.c) ---------- */
+
+static bool get_key(napi_env env, napi_value v, uint8_t **key) {
+  size_t n;
+  return get_array(env, v, napi_uint8_array, (void **)key, &n) && n == 32;
+}
+
+/* aeadSeal(key, prefix, counterLo, counterHi, src, srcOffs, srcLens, dst,
+ * dstOffs, count, aad, status) -> items sealed (their counters run on from
+ * counterHi:counterLo in order). */
+static napi_value aead_seal(napi_env env, napi_callback_info info) {
+  size_t argc = 12;
+  napi_value argv[12];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 12) return throw_type(env, "aeadSeal(key, prefix, counterLo, counterHi, src, srcOffs, srcLens, dst, dstOffs, count, aad, status)");
+  uint8_t *key, *src, *dst;
+  uint32_t prefix, lo, hi, *so, *sl, *dof, count, aad;
+  int32_t *status;
+  size_t scap, dcap, nso, nsl, ndo, nst;
+  if (!get_key(env, argv[0], &key)) return throw_type(env, "aeadSeal: key must be 32 bytes");
+  if (!get_u32(env, argv[1], &prefix) || !get_u32(env, argv[2], &lo) || !get_u32(env, argv[3], &hi)) return throw_type(env, "aeadSeal: prefix and counter must be u32 numbers");
+  if (!get_array(env, argv[4], napi_uint8_array, (void **)&src, &scap)) return throw_type(env, "aeadSeal: src must be a Buffer");
+  if (!get_array(env, argv[5], napi_uint32_array, (void **)&so, &nso)) return throw_type(env, "aeadSeal: srcOffs must be a Uint32Array");
+  if (!get_array(env, argv[6], napi_uint32_array, (void **)&sl, &nsl)) return throw_type(env, "aeadSeal: srcLens must be a Uint32Array");
+  if (!get_array(env, argv[7], napi_uint8_array, (void **)&dst, &dcap)) return throw_type(env, "aeadSeal: dst must be a Buffer");
+  if (!get_array(env, argv[8], napi_uint32_array, (void **)&dof, &ndo)) return throw_type(env, "aeadSeal: dstOffs must be a Uint32Array");
+  if (!get_u32(env, argv[10], &aad) || aad > 256) return throw_type(env, "aeadSeal: aad must be 0-256");
+  if (!get_array(env, argv[11], napi_int32_array, (void **)&status, &nst)) return throw_type(env, "aeadSeal: status must be an Int32Array");
+  if (!get_u32(env, argv[9], &count) || count > nso || count > nsl || count > ndo || count > nst) return throw_type(env, "aeadSeal: count exceeds the arrays");
+  int r = aead_seal_batch(key, prefix, ((uint64_t)hi << 32) | lo, src, scap, so, sl, dst, dcap, dof, count, aad, status);
+  if (r < 0) return throw_type(env, "aeadSeal: ChaCha20-Poly1305 unavailable in this Node's OpenSSL");
+  return num(env, r);
+}
+
+/* aeadOpen(key, prefix, src, srcOffs, srcLens, dst, dstOffs, count, aad,
+ * status, counters) -> items opened; status[i] = plaintext length or -1. */
+static napi_value aead_open(napi_env env, napi_callback_info info) {
+  size_t argc = 11;
+  napi_value argv[11];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 11) return throw_type(env, "aeadOpen(key, prefix, src, srcOffs, srcLens, dst, dstOffs, count, aad, status, counters)");
+  uint8_t *key, *src, *dst;
+  uint32_t prefix, *so, *sl, *dof, count, aad, *ctrs;
+  int32_t *status;
+  size_t scap, dcap, nso, nsl, ndo, nst, nct;
+  if (!get_key(env, argv[0], &key)) return throw_type(env, "aeadOpen: key must be 32 bytes");
+  if (!get_u32(env, argv[1], &prefix)) return throw_type(env, "aeadOpen: prefix must be a u32 number");
+  if (!get_array(env, argv[2], napi_uint8_array, (void **)&src, &scap)) return throw_type(env, "aeadOpen: src must be a Buffer");
+  if (!get_array(env, argv[3], napi_uint32_array, (void **)&so, &nso)) return throw_type(env, "aeadOpen: srcOffs must be a Uint32Array");
+  if (!get_array(env, argv[4], napi_uint32_array, (void **)&sl, &nsl)) return throw_type(env, "aeadOpen: srcLens must be a Uint32Array");
+  if (!get_array(env, argv[5], napi_uint8_array, (void **)&dst, &dcap)) return throw_type(env, "aeadOpen: dst must be a Buffer");
+  if (!get_array(env, argv[6], napi_uint32_array, (void **)&dof, &ndo)) return throw_type(env, "aeadOpen: dstOffs must be a Uint32Array");
+  if (!get_u32(env, argv[8], &aad) || aad > 256) return throw_type(env, "aeadOpen: aad must be 0-256");
+  if (!get_array(env, argv[9], napi_int32_array, (void **)&status, &nst)) return throw_type(env, "aeadOpen: status must be an Int32Array");
+  if (!get_array(env, argv[10], napi_uint32_array, (void **)&ctrs, &nct)) return throw_type(env, "aeadOpen: counters must be a Uint32Array");
+  if (!get_u32(env, argv[7], &count) || count > nso || count > nsl || count > ndo || count > nst || count > nct / 2) return throw_type(env, "aeadOpen: count exceeds the arrays");
+  int r = aead_open_batch(key, prefix, src, scap, so, sl, dst, dcap, dof, count, aad, status, ctrs);
+  if (r < 0) return throw_type(env, "aeadOpen: ChaCha20-Poly1305 unavailable in this Node's OpenSSL");
+  return num(env, r);
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"tapOpen", NULL, tap_open, NULL, NULL, NULL, napi_default, NULL},
@@ -948,6 +1010,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"pollStop", NULL, poll_stop, NULL, NULL, NULL, napi_default, NULL},
       {"close", NULL, close_fn, NULL, NULL, NULL, napi_default, NULL},
       {"stats", NULL, stats, NULL, NULL, NULL, napi_default, NULL},
+      {"aeadSeal", NULL, aead_seal, NULL, NULL, NULL, napi_default, NULL},
+      {"aeadOpen", NULL, aead_open, NULL, NULL, NULL, napi_default, NULL},
       {"dropReasons", NULL, drop_reasons, NULL, NULL, NULL, napi_default, NULL},
   };
   CHECK(napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
