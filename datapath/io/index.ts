@@ -9,6 +9,8 @@ import type { IoBackend, IoBackendName } from './types.js';
 
 export type * from './types.js';
 export { buildFragNeeded, ipv4PacketLength, MIN_IPV4_MTU } from './icmp.js';
+export { buildHeartbeat, parseHeartbeat, HEARTBEAT_ETHERTYPE, type Heartbeat } from './heartbeat.js';
+export { AeadOpener, AeadSealer, AEAD_OVERHEAD } from './aead.js';
 export { ipToU32, u32ToIp } from './ipv4.js';
 
 export interface BackendChoice {
