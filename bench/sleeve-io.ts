@@ -51,6 +51,8 @@ interface Row {
   gbps4: number;
   cpuPerGb: number;
   rtt: number[];
+  /** nebula's samples from the same interleaved rounds, for a like-for-like RTT ratio. */
+  nebulaRtt: number[];
   note: string;
 }
 
@@ -90,7 +92,7 @@ async function throughput(net: TestNet, t: Target): Promise<Row> {
     const four = await iperf(t, 4);
     const gb = (one.bytes + four.bytes) / 1e9;
     const cpuPerGb = t.pids().length && gb > 0 ? (one.cpu + four.cpu) / gb : NaN;
-    const row: Row = { name: t.name, gbps1: one.gbps, gbps4: four.gbps, cpuPerGb, rtt: [], note: t.note };
+    const row: Row = { name: t.name, gbps1: one.gbps, gbps4: four.gbps, cpuPerGb, rtt: [], nebulaRtt: [], note: t.note };
     console.error(`  ${t.name}: ${fmt(one.gbps)} / ${fmt(four.gbps)} Gb/s, ${fmt(cpuPerGb)} CPU s/GB`);
     return row;
   } finally {
@@ -100,8 +102,13 @@ async function throughput(net: TestNet, t: Target): Promise<Row> {
 
 /** Pings each target in turn, RTT_ROUNDS times, adding the samples to its row. */
 async function interleavedRtt(pairs: [Target, Row][]): Promise<void> {
+  const nebula = pairs.find(([t]) => t.name.startsWith('nebula'));
   for (let round = 0; round < RTT_ROUNDS; round++) {
-    for (const [t, row] of pairs) row.rtt.push(...(await pingSamples(t.clientNs, t.ip, RTT_PINGS)));
+    for (const [t, row] of pairs) {
+      const samples = await pingSamples(t.clientNs, t.ip, RTT_PINGS);
+      row.rtt.push(...samples);
+      if (t === nebula?.[0]) for (const [, r] of pairs) if (r !== row) r.nebulaRtt.push(...samples);
+    }
   }
 }
 
@@ -226,10 +233,11 @@ function fmt(n: number, digits = 2): string {
 
 function printTable(rows: Row[]): void {
   const w = Math.max(...rows.map((r) => r.name.length), 8);
-  console.log(`| ${'datapath'.padEnd(w)} | TCP×1 Gb/s | TCP×4 Gb/s | RTT ms (median) | CPU s/GB | path |`);
-  console.log(`|${'-'.repeat(w + 2)}|-----------:|-----------:|----------------:|---------:|------|`);
+  console.log(`| ${'datapath'.padEnd(w)} | TCP×1 Gb/s | TCP×4 Gb/s | RTT ms (median) | RTT / nebula's, same rounds | CPU s/GB | path |`);
+  console.log(`|${'-'.repeat(w + 2)}|-----------:|-----------:|----------------:|----------------------------:|---------:|------|`);
   for (const r of rows) {
-    console.log(`| ${r.name.padEnd(w)} | ${fmt(r.gbps1).padStart(10)} | ${fmt(r.gbps4).padStart(10)} | ${fmt(median(r.rtt), 3).padStart(15)} | ${fmt(r.cpuPerGb).padStart(8)} | ${r.note} |`);
+    const ratio = r.nebulaRtt.length ? median(r.rtt) / median(r.nebulaRtt) : NaN;
+    console.log(`| ${r.name.padEnd(w)} | ${fmt(r.gbps1).padStart(10)} | ${fmt(r.gbps4).padStart(10)} | ${fmt(median(r.rtt), 3).padStart(15)} | ${fmt(ratio).padStart(27)} | ${fmt(r.cpuPerGb).padStart(8)} | ${r.note} |`);
   }
 }
 
