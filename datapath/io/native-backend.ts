@@ -27,6 +27,7 @@ const errnoNames = new Map<number, string>(Object.entries(osConstants.errno).map
 class NativeFrameDevice implements FrameDevice {
   readonly backend = 'native' as const;
   private readonly rx: Batch;
+  private errorCb: ((err: Error) => void) | null = null;
   private closed = false;
 
   constructor(
@@ -41,14 +42,29 @@ class NativeFrameDevice implements FrameDevice {
 
   onFrames(cb: (batch: Batch) => void): void {
     const { io, h, rx } = this;
-    this.io.pollStart(h, POLL_READABLE, () => {
-      for (let round = 0; round < ROUNDS && !this.closed; round++) {
-        rx.count = io.tapRead(h, rx.buf, rx.offs, rx.lens, this.headroom);
-        if (rx.count === 0) return;
+    const drain = (): void => {
+      for (let round = 0; round < ROUNDS; round++) {
+        if (this.closed) return;
+        const n = io.tapRead(h, rx.buf, rx.offs, rx.lens, this.headroom);
+        if (n < 0) {
+          io.pollStop(h);
+          this.errorCb?.(new Error(`tap ${this.name}: read failed: ${errnoNames.get(-n) ?? `errno ${-n}`}`));
+          return;
+        }
+        rx.count = n;
+        if (n === 0) return;
         cb(rx);
-        if (rx.count < BATCH) return;
       }
-    });
+      // Frames may still wait: in the device (the poll fires again) or as
+      // the rest of a super-packet inside the addon (it would not), so
+      // come back after the loop has served everyone else.
+      setImmediate(drain);
+    };
+    io.pollStart(h, POLL_READABLE, drain);
+  }
+
+  onError(cb: (err: Error) => void): void {
+    this.errorCb = cb;
   }
 
   write(batch: Batch): number {
@@ -58,7 +74,7 @@ class NativeFrameDevice implements FrameDevice {
 
   stats(): DeviceStats {
     const s = this.io.stats(this.h);
-    return { rxFrames: s.rxFrames, rxPackets: s.rxPackets, rxGso: s.rxGso, txFrames: s.txFrames, txPackets: s.txPackets, txGso: s.txGso, txErrors: s.txErrors, drops: s.drops };
+    return { rxFrames: s.rxFrames, rxPackets: s.rxPackets, rxGso: s.rxGso, txFrames: s.txFrames, txPackets: s.txPackets, txGso: s.txGso, txErrors: s.txErrors, rxErrors: s.rxErrors, drops: s.drops };
   }
 
   close(): void {
@@ -75,6 +91,7 @@ class NativeDatagramSocket implements DatagramSocket {
   private readonly slot: number;
   private status = new Int32Array(BATCH);
   private errorCb: ((err: SendError) => void) | null = null;
+  private recvErrorCb: ((err: Error) => void) | null = null;
   private dropped = 0;
   private closed = false;
 
@@ -96,8 +113,13 @@ class NativeDatagramSocket implements DatagramSocket {
     const { io, h, rx } = this;
     io.pollStart(h, POLL_READABLE, () => {
       for (let round = 0; round < ROUNDS && !this.closed; round++) {
-        rx.count = io.udpRecv(h, rx.buf, this.slot, rx.offs, rx.lens, rx.addrs);
-        if (rx.count === 0) return;
+        const n = io.udpRecv(h, rx.buf, this.slot, rx.offs, rx.lens, rx.addrs);
+        if (n < 0) {
+          this.recvErrorCb?.(new Error(`udp ${this.address}:${this.port}: receive failed: ${errnoNames.get(-n) ?? `errno ${-n}`}`));
+          return;
+        }
+        rx.count = n;
+        if (n === 0) return;
         cb(rx);
       }
     });
@@ -123,13 +145,17 @@ class NativeDatagramSocket implements DatagramSocket {
     this.errorCb = cb;
   }
 
+  onError(cb: (err: Error) => void): void {
+    this.recvErrorCb = cb;
+  }
+
   async pathMtu(ip: string): Promise<number> {
     return this.io.pathMtu(ip);
   }
 
   stats(): SocketStats {
     const s = this.io.stats(this.h);
-    return { rxDatagrams: s.rxFrames, rxPackets: s.rxPackets, txPackets: s.txPackets, rxTruncated: s.rxTruncated, txDatagrams: s.txFrames, txMsgSize: s.txMsgSize, txErrors: s.txErrors + this.dropped };
+    return { rxDatagrams: s.rxFrames, rxPackets: s.rxPackets, txPackets: s.txPackets, rxTruncated: s.rxTruncated, rxErrors: s.rxErrors, txDatagrams: s.txFrames, txMsgSize: s.txMsgSize, txErrors: s.txErrors + this.dropped };
   }
 
   close(): void {

@@ -43,6 +43,7 @@ class NodeFrameDevice implements FrameDevice {
   private readonly batch: Batch;
   private readonly stream: Socket;
   private cb: ((batch: Batch) => void) | null = null;
+  private errorCb: ((err: Error) => void) | null = null;
   private closed = false;
   private readonly counters = { rxFrames: 0, rxPackets: 0, txFrames: 0, txErrors: 0, readErrors: 0 };
 
@@ -55,7 +56,10 @@ class NodeFrameDevice implements FrameDevice {
   ) {
     this.batch = { buf: Buffer.allocUnsafe(headroom + mtu + 14), offs: Uint32Array.of(headroom), lens: new Uint32Array(1), count: 0 };
     this.stream = streamOnFd(fd);
-    this.stream.on('error', () => this.counters.readErrors++);
+    this.stream.on('error', (err) => {
+      this.counters.readErrors++;
+      if (!this.closed) this.errorCb?.(new Error(`tap ${name}: read failed: ${(err as NodeJS.ErrnoException).code ?? err.message}`));
+    });
   }
 
   onFrames(cb: (batch: Batch) => void): void {
@@ -79,6 +83,10 @@ class NodeFrameDevice implements FrameDevice {
     });
   }
 
+  onError(cb: (err: Error) => void): void {
+    this.errorCb = cb;
+  }
+
   write(batch: Batch): number {
     if (this.closed) return 0;
     let done = 0;
@@ -96,7 +104,7 @@ class NodeFrameDevice implements FrameDevice {
 
   stats(): DeviceStats {
     const c = this.counters;
-    return { rxFrames: c.rxFrames, rxPackets: c.rxPackets, rxGso: 0, txFrames: c.txFrames, txPackets: c.txFrames, txGso: 0, txErrors: c.txErrors, drops: { readErrors: c.readErrors } };
+    return { rxFrames: c.rxFrames, rxPackets: c.rxPackets, rxGso: 0, txFrames: c.txFrames, txPackets: c.txFrames, txGso: 0, txErrors: c.txErrors, rxErrors: c.readErrors, drops: {} };
   }
 
   close(): void {
@@ -120,10 +128,11 @@ class NodeDatagramSocket implements DatagramSocket {
   readonly backend = 'node' as const;
   private readonly rx: DatagramBatch = { buf: Buffer.alloc(0), offs: Uint32Array.of(0), lens: new Uint32Array(1), addrs: new Uint32Array(2), count: 0 };
   private errorCb: ((err: SendError) => void) | null = null;
+  private recvErrorCb: ((err: Error) => void) | null = null;
   private lastIp = 0;
   private lastIpText = '0.0.0.0';
   private closed = false;
-  private readonly counters = { rxDatagrams: 0, rxPackets: 0, txPackets: 0, rxTruncated: 0, txDatagrams: 0, txMsgSize: 0, txErrors: 0 };
+  private readonly counters = { rxDatagrams: 0, rxPackets: 0, txPackets: 0, rxTruncated: 0, rxErrors: 0, txDatagrams: 0, txMsgSize: 0, txErrors: 0 };
 
   constructor(
     private readonly sock: dgram.Socket,
@@ -131,7 +140,10 @@ class NodeDatagramSocket implements DatagramSocket {
     readonly port: number,
     private readonly maxDatagram: number,
   ) {
-    sock.on('error', () => this.counters.txErrors++);
+    sock.on('error', (err) => {
+      this.counters.rxErrors++;
+      this.recvErrorCb?.(new Error(`udp ${address}:${port}: ${err.message}`));
+    });
   }
 
   onDatagrams(cb: (batch: DatagramBatch) => void): void {
@@ -187,6 +199,10 @@ class NodeDatagramSocket implements DatagramSocket {
 
   onSendError(cb: (err: SendError) => void): void {
     this.errorCb = cb;
+  }
+
+  onError(cb: (err: Error) => void): void {
+    this.recvErrorCb = cb;
   }
 
   pathMtu(ip: string): Promise<number> {

@@ -50,6 +50,8 @@ export interface DeviceStats {
   /** Coalesced super-packets written. */
   txGso: number;
   txErrors: number;
+  /** Failed reads (the device went away). */
+  rxErrors: number;
   /** Frames dropped on receive, by reason (malformed, unsupported offload, ...). */
   drops: Record<string, number>;
 }
@@ -69,6 +71,8 @@ export interface FrameDevice {
    * flow are coalesced into one super-packet (userspace GRO).
    */
   write(batch: Batch): number;
+  /** The device failed (e.g. it was deleted): reading has stopped; close and reopen. */
+  onError(cb: (err: Error) => void): void;
   stats(): DeviceStats;
   /** Stop and release the device (a non-persistent device disappears). Idempotent. */
   close(): void;
@@ -108,6 +112,7 @@ export interface SocketStats {
   txPackets: number;
   /** Datagrams longer than maxDatagram, dropped. */
   rxTruncated: number;
+  rxErrors: number;
   txDatagrams: number;
   /** Datagrams refused with EMSGSIZE (bigger than the path MTU). */
   txMsgSize: number;
@@ -128,6 +133,8 @@ export interface DatagramSocket {
    */
   sendBatch(batch: DatagramBatch): number;
   onSendError(cb: (err: SendError) => void): void;
+  /** A receive failed (counted in rxErrors; receiving goes on). */
+  onError(cb: (err: Error) => void): void;
   /** The kernel's path MTU towards `ip` (what IP_MTU reports: includes PMTU learned from ICMP). */
   pathMtu(ip: string): Promise<number>;
   stats(): SocketStats;

@@ -3,7 +3,7 @@
 // install: when the build fails, meshnet uses its pure-Node I/O backend and
 // this prints one line saying so.
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -25,6 +25,17 @@ function headersDir() {
   }
   return undefined;
 }
+
+// `npm run build` calls this too; skip when the addon is newer than its sources.
+function upToDate() {
+  const out = join(here, 'build', 'Release', 'meshnet_io.node');
+  if (!existsSync(out)) return false;
+  const built = statSync(out).mtimeMs;
+  const sources = [join(here, 'binding.gyp'), ...readdirSync(join(here, 'src')).map((f) => join(here, 'src', f))];
+  return sources.every((f) => statSync(f).mtimeMs <= built);
+}
+
+if (!process.argv.includes('--force') && upToDate()) process.exit(0);
 
 const gyp = nodeGyp();
 if (!gyp) {

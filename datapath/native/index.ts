@@ -16,6 +16,7 @@ export interface NativeStats {
   rxPackets: number;
   rxGso: number;
   rxTruncated: number;
+  rxErrors: number;
   txFrames: number;
   /** Writes to the device (a coalesced super-packet is one write, many frames). */
   txPackets: number;
@@ -37,6 +38,7 @@ export const POLL_WRITABLE = 2;
 /** The addon's functions, exactly as src/addon.c exports them. */
 export interface NativeIo {
   tapOpen(name: string, vnetHdr: boolean, offload: number, persist: boolean): NativeHandle;
+  /** Frames read, or -errno when the device failed (e.g. deleted). */
   tapRead(h: NativeHandle, buf: Uint8Array, offs: Uint32Array, lens: Uint32Array, headroom: number): number;
   tapWrite(h: NativeHandle, buf: Uint8Array, offs: Uint32Array, lens: Uint32Array, count: number): number;
   /** What tapWrite on an IFF_VNET_HDR device writes for these frames (virtio-net header + frame each). */
@@ -46,6 +48,7 @@ export interface NativeIo {
   /** flags: UDP_FLAG_GSO | UDP_FLAG_GRO. */
   udpOpen(ip: string, port: number, rcvbuf: number, sndbuf: number, flags: number): NativeHandle;
   udpLocalPort(h: NativeHandle): number;
+  /** Datagrams received, or -errno on a receive error. */
   udpRecv(h: NativeHandle, buf: Uint8Array, slot: number, offs: Uint32Array, lens: Uint32Array, addrs: Uint32Array): number;
   udpSend(h: NativeHandle, buf: Uint8Array, offs: Uint32Array, lens: Uint32Array, addrs: Uint32Array, count: number, status: Int32Array): number;
   pathMtu(ip: string): number;

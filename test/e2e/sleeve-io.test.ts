@@ -95,6 +95,26 @@ describe.each(['native', 'node'] as const)('sleeve I/O, %s backend', (backend) =
     }
   });
 
+  it('reports a device deleted under it through onError, without crashing', async () => {
+    const code = `
+      const { ioBackend } = await import(${JSON.stringify(distIo)});
+      const { execFileSync } = await import('node:child_process');
+      const tap = await ioBackend(process.argv[1]).openTap({ name: 'mnerr0', offload: process.argv[1] === 'native' });
+      tap.onFrames(() => {});
+      const failed = new Promise((ok) => tap.onError((e) => ok(e.message)));
+      execFileSync('ip', ['link', 'set', 'mnerr0', 'up']);
+      execFileSync('ip', ['link', 'del', 'mnerr0']);
+      const msg = await Promise.race([failed, new Promise((ok) => setTimeout(() => ok('no error'), 5000))]);
+      console.log(JSON.stringify({ msg, rxErrors: tap.stats().rxErrors }));
+      tap.close();
+    `;
+    const r = await net.host(1).exec(process.execPath, ['--input-type=module', '-e', code, backend], { timeoutMs: 20_000 });
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as { msg: string; rxErrors: number };
+    expect(out.msg).toMatch(/^tap mnerr0: read failed: /);
+    expect(out.rxErrors).toBe(1);
+  });
+
   it('sets DF: a datagram over the path MTU is refused with EMSGSIZE, and pathMtu reports the link MTU', async () => {
     const small = await TestNet.create([{ mtu: 1400 }, {}]);
     try {

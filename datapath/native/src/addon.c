@@ -57,7 +57,7 @@ typedef struct io_handle {
   bool gso;
   bool udp_gro;
   /* Counters, exposed by stats(). */
-  double rx_frames, rx_packets, rx_gso, tx_frames, tx_errors, rx_truncated, tx_msgsize, tx_packets, tx_gso;
+  double rx_errors, rx_frames, rx_packets, rx_gso, tx_frames, tx_errors, rx_truncated, tx_msgsize, tx_packets, tx_gso;
   double drops[DROP_REASON_COUNT];
 } io_handle;
 
@@ -282,7 +282,8 @@ static bool emit_pending(io_handle *h, uint8_t *buf, size_t cap, size_t *pos, ui
   return true;
 }
 
-/* tapRead(handle, buf, offs, lens, headroom) -> frames placed in buf.
+/* tapRead(handle, buf, offs, lens, headroom) -> frames placed in buf, or
+ * -errno when the device fails (e.g. it was deleted).
  * Frame i is at buf[offs[i] .. offs[i]+lens[i]), with `headroom` free bytes
  * before it. Stops when the device is empty or the buffer/arrays are full. */
 static napi_value tap_read(napi_env env, napi_callback_info info) {
@@ -312,7 +313,11 @@ static napi_value tap_read(napi_env env, napi_callback_info info) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
       if (nf > 0) break; /* report the frames we have; the error repeats next time */
-      return throw_errno(env, "tap read", errno);
+      /* The device is gone or broken (EFAULT once deleted, EBADFD, EIO):
+       * report it as a negative errno rather than throwing inside a poll
+       * callback. */
+      h->rx_errors++;
+      return num(env, -errno);
     }
     if (r == 0) break;
     h->rx_packets++;
@@ -564,7 +569,8 @@ static int gro_size(struct msghdr *m) {
   return 0;
 }
 
-/* udpRecv(handle, buf, slot, offs, lens, addrs) -> datagrams received.
+/* udpRecv(handle, buf, slot, offs, lens, addrs) -> datagrams received, or
+ * -errno on a receive error.
  * buf is cut into slots of `slot` bytes, one received message each; a
  * coalesced (UDP_GRO) message yields several datagrams, so offs/lens may
  * have more entries than there are slots. Datagram i is
@@ -621,7 +627,8 @@ static napi_value udp_recv(napi_env env, napi_callback_info info) {
     if (r < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK || got > 0) break;
-      return throw_errno(env, "recvmmsg", errno);
+      h->rx_errors++;
+      return num(env, -errno);
     }
     if (r == 0) break;
     for (int i = 0; i < r; i++) {
@@ -911,6 +918,7 @@ static napi_value stats(napi_env env, napi_callback_info info) {
   set_num(env, o, "rxPackets", h->rx_packets);
   set_num(env, o, "rxGso", h->rx_gso);
   set_num(env, o, "rxTruncated", h->rx_truncated);
+  set_num(env, o, "rxErrors", h->rx_errors);
   set_num(env, o, "txFrames", h->tx_frames);
   set_num(env, o, "txPackets", h->tx_packets);
   set_num(env, o, "txGso", h->tx_gso);
