@@ -104,7 +104,9 @@ describe.each(['native', 'node'] as const)('sleeve I/O, %s backend', (backend) =
       const failed = new Promise((ok) => tap.onError((e) => ok(e.message)));
       execFileSync('ip', ['link', 'set', 'mnerr0', 'up']);
       execFileSync('ip', ['link', 'del', 'mnerr0']);
-      const msg = await Promise.race([failed, new Promise((ok) => setTimeout(() => ok('no error'), 5000))]);
+      let timer;
+      const msg = await Promise.race([failed, new Promise((ok) => (timer = setTimeout(() => ok('no error'), 5000)))]);
+      clearTimeout(timer);
       console.log(JSON.stringify({ msg, rxErrors: tap.stats().rxErrors }));
       tap.close();
     `;
@@ -113,6 +115,47 @@ describe.each(['native', 'node'] as const)('sleeve I/O, %s backend', (backend) =
     const out = JSON.parse(r.stdout) as { msg: string; rxErrors: number };
     expect(out.msg).toMatch(/^tap mnerr0: read failed: /);
     expect(out.rxErrors).toBe(1);
+  });
+
+  it('learns a smaller path MTU from a router\'s ICMP: pathMtu drops and the next big datagram gets EMSGSIZE', async () => {
+    // a --(1500)-- r --(1300)-- b, routed: only r knows the small link.
+    const rt = await TestNet.create(0);
+    try {
+      const [a, r, b] = ['a', 'r', 'b'].map((x) => `${rt.prefix}-${x}`) as [string, string, string];
+      for (const ns of [a, r, b]) await rt.addNamespace(ns);
+      await rt.ip(a, ['link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'ra', 'netns', r]);
+      await rt.ip(b, ['link', 'add', 'eth0', 'mtu', '1300', 'type', 'veth', 'peer', 'name', 'rb', 'netns', r]);
+      await rt.ip(r, ['link', 'set', 'rb', 'mtu', '1300']);
+      await rt.ip(a, ['addr', 'add', '198.18.1.1/24', 'dev', 'eth0']);
+      await rt.ip(b, ['addr', 'add', '198.18.2.1/24', 'dev', 'eth0']);
+      await rt.ip(r, ['addr', 'add', '198.18.1.254/24', 'dev', 'ra']);
+      await rt.ip(r, ['addr', 'add', '198.18.2.254/24', 'dev', 'rb']);
+      for (const [ns, dev] of [[a, 'eth0'], [b, 'eth0'], [r, 'ra'], [r, 'rb']] as const) await rt.ip(ns, ['link', 'set', dev, 'up']);
+      await rt.ip(a, ['route', 'add', 'default', 'via', '198.18.1.254']);
+      await rt.ip(b, ['route', 'add', 'default', 'via', '198.18.2.254']);
+      await runIn(r, 'sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
+      const code = `
+        const { ioBackend, ipToU32 } = await import(${JSON.stringify(distIo)});
+        const s = await ioBackend(process.argv[1]).openUdp({ address: '198.18.1.1', port: 0 });
+        const errs = [];
+        s.onSendError((e) => errs.push(e.code));
+        const before = await s.pathMtu('198.18.2.1');
+        const buf = Buffer.alloc(1400);
+        const batch = { buf, offs: Uint32Array.of(0), lens: Uint32Array.of(1400), addrs: Uint32Array.of(ipToU32('198.18.2.1'), 9), count: 1 };
+        const firstSent = s.sendBatch(batch); // leaves with DF; r answers "fragmentation needed"
+        await new Promise((r) => setTimeout(r, 300));
+        const after = await s.pathMtu('198.18.2.1');
+        s.sendBatch(batch);
+        await new Promise((r) => setTimeout(r, 300));
+        console.log(JSON.stringify({ before, firstSent, after, errs }));
+        s.close();
+      `;
+      const res = await runIn(a, process.execPath, ['--input-type=module', '-e', code, backend], { timeoutMs: 20_000 });
+      expect(res.code, res.stderr).toBe(0);
+      expect(JSON.parse(res.stdout)).toEqual({ before: 1500, firstSent: 1, after: 1300, errs: ['EMSGSIZE'] });
+    } finally {
+      await rt.destroy();
+    }
   });
 
   it('sets DF: a datagram over the path MTU is refused with EMSGSIZE, and pathMtu reports the link MTU', async () => {
