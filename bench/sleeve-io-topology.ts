@@ -19,18 +19,21 @@ export interface Pod {
   ns: string;
   ip: string;
   mac: string;
+  /** The host's own address on its bridge (198.19.0.10<i>): host-to-host traffic over the sleeve. */
+  hostIp: string;
 }
 
-/** Bridge + pod on every host of `net`; pods get `mtu`. */
+/** Bridge (with an address of the host's own) + pod on every host of `net`; pods get `mtu`. */
 export async function addPods(net: TestNet, mtu: number): Promise<Pod[]> {
   const pods: Pod[] = [];
   for (const [i, host] of net.hosts.entries()) {
     const n = i + 1;
     const ns = host.podNs('pod');
-    const pod = { host, ns, ip: `198.19.0.${n}`, mac: `02:00:00:00:00:${n.toString(16).padStart(2, '0')}` };
+    const pod = { host, ns, ip: `198.19.0.${n}`, mac: `02:00:00:00:00:${n.toString(16).padStart(2, '0')}`, hostIp: `198.19.0.${100 + n}` };
     await net.addNamespace(ns);
     await net.ip(host.ns, ['link', 'add', BRIDGE, 'type', 'bridge']);
     await net.ip(host.ns, ['link', 'set', BRIDGE, 'up']);
+    await net.ip(host.ns, ['addr', 'add', `${pod.hostIp}/24`, 'dev', BRIDGE]);
     await net.ip(host.ns, ['link', 'add', 'vpod', 'mtu', String(mtu), 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
     await net.ip(host.ns, ['link', 'set', 'vpod', 'master', BRIDGE, 'up']);
     await net.ip(ns, ['link', 'set', 'eth0', 'address', pod.mac, 'mtu', String(mtu), 'up']);
@@ -126,11 +129,17 @@ export async function startForwarders(net: TestNet, pods: Pod[], opts: Forwarder
 /** RTTs in ms of `count` pings from ns to ip, 5 ms apart (empty when none came back). */
 export async function pingSamples(ns: string, ip: string, count: number): Promise<number[]> {
   const r = await runIn(ns, 'ping', ['-c', String(count), '-i', '0.005', '-W', '2', ip], { timeoutMs: 30_000 });
-  return [...r.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]));
+  const samples = [...r.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]));
+  if (!samples.length) console.error(`ping ${ip} from ${ns}: no replies (exit ${r.code}): ${(r.stderr || r.stdout).trim().split('\n').slice(-2).join(' | ')}`);
+  return samples;
 }
 
 export function median(xs: number[]): number {
+  return quantile(xs, 0.5);
+}
+
+export function quantile(xs: number[], q: number): number {
   if (!xs.length) return NaN;
   const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
+  return s[Math.min(s.length - 1, Math.floor(s.length * q))]!;
 }
