@@ -95,6 +95,47 @@ describe.each(['native', 'node'] as const)('sleeve I/O, %s backend', (backend) =
     }
   });
 
+  it('answers a too-big DF packet with an ICMP the pod\'s kernel accepts (its path MTU drops)', async () => {
+    const [pod] = pods as [Pod, Pod];
+    const code = `
+      const { ioBackend, buildFragNeeded, ipv4PacketLength } = await import(${JSON.stringify(distIo)});
+      const { execFileSync } = await import('node:child_process');
+      const tap = await ioBackend(process.argv[1]).openTap({ name: 'meshnet-sleeve', offload: process.argv[1] === 'native' });
+      execFileSync('ip', ['link', 'set', 'meshnet-sleeve', 'mtu', '1420', 'master', 'meshnet', 'up']);
+      tap.onFrames((b) => {
+        for (let i = 0; i < b.count; i++) {
+          if (ipv4PacketLength(b.buf, b.offs[i], b.lens[i]) <= 1200) continue;
+          const icmp = buildFragNeeded(b.buf, b.offs[i], b.lens[i], 1200);
+          if (!icmp) continue;
+          tap.write({ buf: icmp, offs: Uint32Array.of(0), lens: Uint32Array.of(icmp.length), count: 1 });
+          console.log('answered');
+          setTimeout(() => { tap.close(); process.exit(0); }, 200);
+        }
+      });
+      console.log('ready');
+    `;
+    const child = spawn('ip', ['netns', 'exec', pod.host.ns, process.execPath, '--input-type=module', '-e', code, backend], { stdio: ['ignore', 'pipe', 'pipe'] });
+    net.track(child);
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    await waitFor(() => out.includes('ready'), 10_000, 'TAP reader ready');
+    // A peer that exists only as a MAC, so the pod sends without ARP.
+    await net.ip(pod.ns, ['neigh', 'replace', '198.19.0.99', 'lladdr', '02:00:00:00:00:99', 'dev', 'eth0']);
+    const send = `
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, 10, 2)  # IP_MTU_DISCOVER = IP_PMTUDISC_DO: DF set
+s.connect(("198.19.0.99", 9))
+s.send(bytes(1300))
+`;
+    const r = await runIn(pod.ns, 'python3', ['-c', send]);
+    expect(r.code, r.stderr).toBe(0);
+    await waitFor(() => out.includes('answered'), 10_000, 'the ICMP answer');
+    const mtu = await waitFor(async () => /mtu 1200/.exec((await runIn(pod.ns, 'ip', ['route', 'get', '198.19.0.99'])).stdout), 5000, 'the pod to learn mtu 1200');
+    expect(mtu[0]).toBe('mtu 1200');
+    await new Promise((ok) => (child.exitCode === null ? child.once('exit', ok) : ok(null)));
+  });
+
   it('reports a device deleted under it through onError, without crashing', async () => {
     const code = `
       const { ioBackend } = await import(${JSON.stringify(distIo)});
