@@ -153,11 +153,13 @@ async function main(): Promise<void> {
   }
   if (sims.length) {
     const rows = [];
-    for (const n of sims) rows.push(await simulate(n, limits.get(n) ?? 0));
+    const head = ['peers', 'mesh', 'conns per peer', 'join converged (s)', 'topology gossip per peer for the join (KiB)', 'one whole-table message (KiB)', 'heap per peer (MiB)'];
+    for (const n of sims) {
+      rows.push(await simulate(n, limits.get(n) ?? 0));
+      console.error(`simulated ${n}: ${rows[rows.length - 1]!.join(' | ')}`);
+    }
     console.log('\nIn-process simulation, real mesh code over the in-memory transport: one more peer joins\n');
-    console.log(
-      table(['peers', 'mesh', 'conns per peer', 'join converged (s)', 'topology gossip per peer for the join (KiB)', 'one whole-table message (KiB)', 'heap per peer (MiB)'], rows),
-    );
+    console.log(table(head, rows));
   }
 }
 
