@@ -205,6 +205,15 @@ export class Mesh extends EventEmitter implements MeshHandle {
     await this.config.transport.close();
   }
 
+  /**
+   * Plug in the datapath. The overlay usually needs the mesh (gossip
+   * channels, routes), so it is created after the mesh and set before start().
+   */
+  setOverlay(overlay: Overlay): void {
+    if (this.started) throw new Error('setOverlay must be called before start()');
+    this.config.overlay = overlay;
+  }
+
   /** Replace the accepted passwords (rotation); existing connections keep their keys. */
   setSecrets(secrets: readonly Secret[]): void {
     if (secrets.length > 0 !== this.secrets.length > 0) throw new Error('cannot switch encryption on or off while running');
