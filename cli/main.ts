@@ -8,6 +8,7 @@ import type { StatusJson } from '../router/status.js';
 import { formatStatus, type StatusView } from '../router/status-text.js';
 import { VERSION } from '../router/version.js';
 import { launch } from './launch.js';
+import { DEFAULT_BIN_DIR, DEFAULT_CONF_DIR, installCni } from '../router/cni/install.js';
 
 const USAGE = `usage: meshnet COMMAND [ARGS]
   launch [PEER...]            start the router (see 'meshnet launch --help')
@@ -15,6 +16,7 @@ const USAGE = `usage: meshnet COMMAND [ARGS]
   forget HOST[:PORT]...
   status [peers|connections|ipam|targets] [--json]
   stop                        stop the router; kernel state and allocations stay
+  install-cni [--bin-dir /opt/cni/bin] [--conf-dir /etc/cni/net.d]
   version
 Every command takes --run-dir DIR (env MESHNET_RUN_DIR, default ${DEFAULTS.runDir}).`;
 
@@ -91,6 +93,17 @@ async function main(argv: string[]): Promise<number> {
         await new Promise((r) => setTimeout(r, 100));
       }
       throw new Error('the daemon did not stop within 15 s');
+    }
+    case 'install-cni': {
+      const { positional, flags } = parseArgs(rest, { '--run-dir': 'value', '--bin-dir': 'value', '--conf-dir': 'value' });
+      if (positional.length) throw new UsageError(`install-cni takes no arguments (got "${positional[0]}")`);
+      const str = (f: string): string | undefined => (typeof flags.get(f) === 'string' ? (flags.get(f) as string) : undefined);
+      const binDir = str('--bin-dir') ?? DEFAULT_BIN_DIR;
+      const confDir = str('--conf-dir') ?? DEFAULT_CONF_DIR;
+      process.stderr.write(`meshnet: installing the CNI plugin into ${binDir} and its configuration into ${confDir}\n`);
+      const r = await installCni({ binDir, confDir, runDir: runDirOf(flags) });
+      process.stdout.write(`${r.plugin} (${r.kind === 'shim' ? 'compiled shim' : 'Node plugin'}: ${r.note})\n${r.conflist}\n`);
+      return 0;
     }
     case 'version':
       console.log(`meshnet ${VERSION}`);
