@@ -25,11 +25,19 @@ export interface StateItems {
   resolutions: Resolution[];
 }
 
+/** What mergeItems reads (a decoded message fits as is). */
+export interface StateItemsIn {
+  readonly records: readonly PeerRecord[];
+  readonly geneses: readonly Genesis[];
+  readonly removals: readonly Removal[];
+  readonly resolutions: readonly Resolution[];
+}
+
 export function emptyItems(): StateItems {
   return { records: [], geneses: [], removals: [], resolutions: [] };
 }
 
-export function itemCount(i: StateItems): number {
+export function itemCount(i: StateItemsIn): number {
   return i.records.length + i.geneses.length + i.removals.length + i.resolutions.length;
 }
 
@@ -54,7 +62,7 @@ function preferOnce<T>(existing: T | undefined, incoming: T, toPlain: (v: T) => 
 }
 
 /** Merge `items` into `state`; returns the items that changed it (the delta to pass on). */
-export function mergeItems(state: GossipState, items: StateItems): StateItems {
+export function mergeItems(state: GossipState, items: StateItemsIn): StateItems {
   const delta = emptyItems();
   for (const g of items.geneses) {
     if (preferOnce(state.geneses.get(g.id), g, genesisToPlain)) {

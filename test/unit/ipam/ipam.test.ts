@@ -147,6 +147,30 @@ describe('ipam gossip hooks', () => {
     expect(n1.status().counters.malformedMessages).toBe(rejected);
   });
 
+  it('never hands out an address another peer reports in use, even from another ring', async () => {
+    const { sim, n1 } = await pair();
+    const range = parseCidr('10.32.0.0/24');
+    const foreign = {
+      peer: 'zz',
+      nickname: 'elsewhere',
+      version: 1,
+      ring: 'some-other-ring',
+      mode: 'consensus' as const,
+      quorum: 0,
+      ranges: [],
+      inUse: [{ start: range.start + 1, end: range.start + 3 }],
+      free: 0,
+      transferSeq: 0,
+      outgoing: [],
+      adopted: new Map(),
+      retired: false,
+      rehomedFrom: null,
+    };
+    n1.onGossip('n2', encodeMessage({ type: 'state', range, records: [foreign], geneses: [], removals: [], resolutions: [] }));
+    const r = await sim.run(n1.allocate('c1', 'eth0'));
+    expect(r.ok && r.value.address).toBe('10.32.0.3');
+  });
+
   it('a unicast-only message arriving as gossip is refused', async () => {
     const { n1 } = await pair();
     const req = encodeMessage({ type: 'space-request', ring: 'r', reqId: 1, subnet: { start: parseCidr('10.32.0.0/24').start, end: parseCidr('10.32.0.0/24').end } });

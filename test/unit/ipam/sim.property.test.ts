@@ -326,7 +326,7 @@ describe('ipam simulated cluster (property)', () => {
         fc.asyncProperty(
           scenario.chain((s) => fc.tuple(fc.constant(s), commands(s.nodes))),
           async ([s, cmds]) => {
-            const init = (name: string, i: number): InitMode => {
+            const init = (_name: string, i: number): InitMode => {
               if (s.observer && i === s.nodes) return { kind: 'observer' };
               if (s.mode === 'seed') return { kind: 'seed', peers: ['n1', 'h2'] };
               return { kind: 'consensus', n: s.observer ? s.nodes - 1 : s.nodes };
