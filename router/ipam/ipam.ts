@@ -2,43 +2,43 @@
 // the local allocator (allocations.ts), Paxos (paxos.ts) and persistence
 // (store.ts). Deterministic and I/O-free except through the injected store,
 // channel and timers. The design and its safety arguments are in docs/ipam.md.
-import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { GossipChannel, Gossiper, PeerName } from '../../mesh/types.js';
 import { GossipRejected } from '../../mesh/types.js';
 import { type Cidr, addressInCidr, cidrContains, formatAddress, formatCidr, parseAddress, parseCidr } from './addr.js';
 import { type Allocation, AllocationTable, freeSpace, pickAddress, pickDonation } from './allocations.js';
-import { type Ballot, type IpamMessage, type PaxosMessage, type PaxosValue, DecodeError, decodeMessage, encodeMessage, isPeerName } from './codec.js';
+import { type IpamMessage, type PaxosMessage, DecodeError, decodeMessage, encodeMessage, isPeerName, recordToPlain } from './codec.js';
+import { findConflicts, conflictSignature } from './conflicts.js';
+import { CLAIM_INSTANCE, ClaimProposer, seedGenesis } from './consensus.js';
 import { IpamError } from './errors.js';
 import { HOST_CONTAINER_ID, containerIdError, interfaceNameError } from './ids.js';
 import { parseRange, quorumOf } from './init.js';
-import { type AcceptorState, FRESH_ACCEPTOR, ProposerRound, handleAccept, handlePrepare } from './paxos.js';
+import { adoptions, claimGrants, removalOfMe, revocations, ringChoice, settlement } from './owner.js';
+import { type AcceptorState, FRESH_ACCEPTOR, handleAccept, handlePrepare } from './paxos.js';
 import { type IpamSnapshot, snapshotFromPlain, snapshotToPlain } from './persist.js';
+import { Persister } from './persister.js';
 import { type Range, contains, intersect, normalize, overlaps, size, subtract, union } from './ranges.js';
-import { computeRemoval, removalSize } from './removal.js';
+import { removalSize } from './removal.js';
+import { RemovalProposer, parseRemovalInstance, removalInstance } from './rmpeer.js';
 import {
   type StateItems,
   allItems,
-  compareRecords,
   digest,
   duplicateAddresses,
   emptyItems,
-  genesisShares,
   isVoid,
   itemCount,
   lastRemoval,
   mergeItems,
-  offersTo,
   othersInUse,
-  removalsOf,
   ringRecords,
   ringView,
   winningRing,
 } from './state.js';
 import { type IpamConflict, type IpamStatus, describeAddressRange, mostSerious } from './status.js';
 import type { IpamStore } from './store.js';
-import { type Genesis, type GossipState, type InitMode, type PeerRecord, type Removal, type Resolution, type RingId, emptyState, removalKey } from './types.js';
-import { recordToPlain } from './codec.js';
+import { type GossipState, type InitMode, type PeerRecord, type Resolution, type RingId, emptyState } from './types.js';
+import { refuseRecord } from './validate.js';
 
 /** The narrow view of the mesh IPAM needs (MeshHandle satisfies it). peers() includes self. */
 export interface IpamMeshView {
@@ -159,24 +159,6 @@ export interface ResolveResult {
   message: string;
 }
 
-const CLAIM_INST = 'claim';
-
-interface RemovalRun {
-  readonly inst: string;
-  readonly target: PeerName;
-  readonly after: number;
-  readonly together: ReadonlySet<PeerName>;
-  readonly required: Set<PeerName>;
-  round: ProposerRound<RemovalExtra>;
-  retry: unknown;
-  deadline: unknown;
-  settle: (r: Removal | Error) => void;
-}
-
-interface RemovalExtra {
-  target: PeerRecord | null;
-  ringPeers: readonly PeerName[];
-}
 
 function toResult(a: Allocation): AllocationResult {
   const address = formatAddress(a.address);
@@ -214,17 +196,12 @@ export class Ipam implements Gossiper {
   private round = 0;
   private yielded = new Set<string>();
 
-  // Persistence: state changes bump stateGen; anything that lets others rely
-  // on a change waits until a save covering it has finished (afterPersist).
-  private stateGen = 0;
-  private persistedGen = 0;
-  private saving = false;
+  // Persistence: nothing that lets others rely on a change leaves before it is saved.
+  private readonly persister: Persister;
   private persistError: string | null = null;
-  private outbox: { gen: number; fn: () => void }[] = [];
   private persistedMine: PeerRecord | null = null;
   private publishedVersion = -1;
   private readonly allocGen = new WeakMap<Allocation, number>();
-  private idleWaiters: (() => void)[] = [];
 
   private waiters = new Set<() => void>();
   private readonly handles = new Set<unknown>();
@@ -237,9 +214,8 @@ export class Ipam implements Gossiper {
   private pendingAllocations = 0;
 
   // Paxos proposers.
-  private claimRun: { round: ProposerRound<null>; acceptors: PeerName[]; timer: unknown } | null = null;
-  private claimTimer: unknown = null;
-  private readonly runs = new Map<string, RemovalRun>();
+  private readonly claimer: ClaimProposer;
+  private readonly removals: RemovalProposer;
 
   // What status reports.
   private readonly rangeMismatch = new Map<PeerName, string>();
@@ -269,6 +245,71 @@ export class Ipam implements Gossiper {
     this.log = opts.log ?? (() => undefined);
     this.t = { ...DEFAULT_TIMEOUTS, ...opts.timeouts };
     this.channel = typeof opts.channel === 'function' ? opts.channel(this) : opts.channel;
+    this.persister = new Persister({
+      canSave: () => this.phase === 'running' || this.phase === 'stopped',
+      canSend: () => this.phase === 'running',
+      snapshot: () => ({ plain: snapshotToPlain(this.snapshot()), token: this.mine() }),
+      save: (plain) => this.store.save(plain),
+      onSaved: (token) => {
+        const wasFailing = this.persistError !== null;
+        this.persistedMine = token as PeerRecord;
+        this.persistError = null;
+        if (wasFailing) this.log('info', 'IPAM state is being saved again');
+        this.publishMine();
+        this.notify();
+      },
+      onError: (message) => {
+        this.persistError = message;
+        this.logOnce('error', `IPAM cannot save its state: ${message}`, {});
+        this.notify();
+      },
+      later: (ms, fn) => void this.timer(ms, fn),
+      retryMs: this.t.persistRetryMs,
+    });
+    const proposerBase = {
+      me: this.me,
+      nextRound: (atLeast: number) => {
+        this.round = Math.max(this.round, atLeast) + 1;
+        this.markDirty();
+        return this.round;
+      },
+      afterSave: (fn: () => void) => this.afterPersist(fn),
+      sendPaxos: (to: PeerName, m: PaxosMessage) => this.sendPaxos(to, m),
+      timer: (ms: number, fn: () => void) => this.timer(ms, fn),
+      cancel: (h: unknown) => this.cancel(h),
+      random: () => this.random(),
+      now: () => this.timers.now(),
+      retryMs: this.t.paxosRetryMs,
+    };
+    this.claimer = new ClaimProposer({
+      ...proposerBase,
+      quorum: init.kind === 'consensus' ? quorumOf(init.n) : Infinity,
+      hasRing: () => init.kind !== 'consensus' || this.mine().ring !== null,
+      consensusPeers: () => this.consensusPeers(),
+      randomHex: () => this.randomHex(),
+      chosen: (g) => {
+        this.log('info', 'IPAM ring agreed by consensus', { ring: g.id, claimants: g.claimants });
+        this.originate({ ...emptyItems(), geneses: [g] });
+        this.reconcile();
+      },
+      proposeDelayMs: this.t.proposeDelayMs,
+    });
+    this.removals = new RemovalProposer({
+      ...proposerBase,
+      range: this.range,
+      state: () => this.state,
+      ring: () => this.mine().ring,
+      isReachable: (p) => this.mesh.isReachable(p),
+      describe: (p) => this.describePeer(p),
+      copyOf: (p) => this.copyOf(p),
+      ringMembers: () => this.ringPeerNames(),
+      chosen: (removal) => {
+        this.originate({ ...emptyItems(), removals: [removal] });
+        this.log('warn', 'IPAM peer removed', { peer: removal.target, addresses: removalSize(removal), heirs: removal.heirs.map((h) => h.to) });
+        this.reconcile();
+      },
+      timeoutMs: this.t.rmpeerMs,
+    });
   }
 
   // ================================================================ lifecycle
@@ -342,7 +383,7 @@ export class Ipam implements Gossiper {
     this.markDirty();
     this.reconcile();
     this.timer(this.t.tickMs, () => this.tick());
-    await this.whenPersisted(this.stateGen, this.timers.now() + 60_000);
+    await this.whenPersisted(this.persister.current, this.timers.now() + 60_000);
     this.log('info', 'IPAM started', {
       range: formatCidr(this.range),
       mode: this.init.kind,
@@ -361,9 +402,10 @@ export class Ipam implements Gossiper {
     this.phase = 'stopped';
     for (const h of this.handles) this.timers.clearTimeout(h);
     this.handles.clear();
-    for (const run of [...this.runs.values()]) run.settle(new IpamError('stopped', 'IPAM stopped'));
+    this.removals.stopAll(new IpamError('stopped', 'IPAM stopped'));
+    this.claimer.stop();
     this.notify();
-    await this.idle();
+    await this.persister.idle();
   }
 
   on<E extends keyof IpamEvents>(event: E, listener: (...args: IpamEvents[E]) => void): this {
@@ -422,7 +464,7 @@ export class Ipam implements Gossiper {
     if (list.length === 0) return { released: [] };
     for (const a of list) this.allocs.remove(a);
     this.reconcile();
-    await this.whenPersisted(this.stateGen, this.timers.now() + this.t.allocateMs);
+    await this.whenPersisted(this.persister.current, this.timers.now() + this.t.allocateMs);
     const released = list.map(toResult);
     this.emitAllocations({ added: [], removed: released, revoked: [] });
     return { released };
@@ -468,7 +510,7 @@ export class Ipam implements Gossiper {
           );
         },
       );
-      await this.whenPersisted(this.allocGen.get(a) ?? this.stateGen, deadline);
+      await this.whenPersisted(this.allocGen.get(a) ?? this.persister.current, deadline);
       this.emitAllocations({ added: [toResult(a)], removed: [], revoked: [] });
       return toResult(a);
     } catch (e) {
@@ -499,7 +541,7 @@ export class Ipam implements Gossiper {
     for (const a of drop) this.allocs.remove(a);
     this.allocs.removeOrphans(this.allocs.orphans);
     this.reconcile();
-    await this.whenPersisted(this.stateGen, this.timers.now() + this.t.allocateMs);
+    await this.whenPersisted(this.persister.current, this.timers.now() + this.t.allocateMs);
     const released = drop.map(toResult);
     if (released.length) this.emitAllocations({ added: [], removed: released, revoked: [] });
     return { released };
@@ -559,7 +601,7 @@ export class Ipam implements Gossiper {
     this.allocs.add(a);
     this.allocs.cursor = addr + 1;
     this.reconcile();
-    this.allocGen.set(a, this.stateGen);
+    this.allocGen.set(a, this.persister.current);
     this.afterPersist(() => this.emitAllocations({ added: [toResult(a)], removed: [], revoked: [] }));
     return a;
   }
@@ -593,7 +635,7 @@ export class Ipam implements Gossiper {
     const a: Allocation = { containerId, iface, address: addr, subnet, createdVersion: mine.version + 1, at: this.timers.now() };
     this.allocs.add(a);
     this.reconcile();
-    this.allocGen.set(a, this.stateGen);
+    this.allocGen.set(a, this.persister.current);
     // Space we own (or an address we remembered without its container): done.
     // Otherwise the allocation is a claim the owner sees in our record.
     return { done: contains(this.mine().ranges, addr), allocation: a };
@@ -735,7 +777,7 @@ export class Ipam implements Gossiper {
         continue;
       }
       if (!rec && !this.isVirtualClaimant(target)) throw new IpamError('invalid', `peer ${target} has no IPAM state in this ring`);
-      const removal = await this.runRemoval(target, last ? last.frozen.version : -1, together, required);
+      const removal = await this.removals.remove(target, last ? last.frozen.version : -1, together, required);
       const nickname = this.nicknameOf(target);
       result.removed.push({
         peer: target,
@@ -767,7 +809,7 @@ export class Ipam implements Gossiper {
       this.allocs.clear();
       this.setMine({ retired: true });
       this.reconcile();
-      await this.whenPersisted(this.stateGen, this.timers.now() + this.t.handoverMs).catch(() => undefined);
+      await this.whenPersisted(this.persister.current, this.timers.now() + this.t.handoverMs).catch(() => undefined);
       if (dropped.length) this.emitAllocations({ added: [], removed: dropped, revoked: [] });
       return { acknowledged: true, heir: null, addresses: 0, message: 'this peer owned no address space; nothing to hand over' };
     }
@@ -884,128 +926,6 @@ export class Ipam implements Gossiper {
     throw new IpamError('invalid', `unknown peer "${nameOrNickname}"`);
   }
 
-  private runRemoval(target: PeerName, after: number, together: ReadonlySet<PeerName>, required: readonly PeerName[]): Promise<Removal> {
-    const inst = `rm/${this.mine().ring}/${target}/${after}`;
-    const existing = this.runs.get(inst);
-    if (existing) throw new IpamError('conflict', `a removal of ${target} is already running here`);
-    return new Promise<Removal>((resolve, reject) => {
-      const run: RemovalRun = {
-        inst,
-        target,
-        after,
-        together,
-        required: new Set(required),
-        round: new ProposerRound(inst, { round: 0, proposer: this.me }),
-        retry: null,
-        deadline: null,
-        settle: (r) => {
-          this.runs.delete(inst);
-          this.cancel(run.retry);
-          this.cancel(run.deadline);
-          if (r instanceof Error) reject(r);
-          else resolve(r);
-        },
-      };
-      this.runs.set(inst, run);
-      run.deadline = this.timer(this.t.rmpeerMs, () => {
-        const missing = [...run.required].filter((p) =>
-          run.round.phase === 'prepare' ? !run.round.promises.has(p) : !run.round.acceptances.has(p),
-        );
-        const reasons = [...run.round.nackReasons.entries()].map(([p, r]) => `${p}: ${r}`);
-        run.settle(
-          new IpamError(
-            'timeout',
-            `removal of ${this.describePeer(target)} not agreed within ${this.t.rmpeerMs} ms${missing.length ? `; no answer from ${missing.join(', ')}` : ''}${reasons.length ? `; refused by ${reasons.join('; ')}` : ''}`,
-          ),
-        );
-      });
-      this.startRemovalRound(run);
-    });
-  }
-
-  private startRemovalRound(run: RemovalRun): void {
-    this.cancel(run.retry);
-    this.round = Math.max(this.round, run.round.outbid?.round ?? 0) + 1;
-    run.round = new ProposerRound(run.inst, { round: this.round, proposer: this.me });
-    this.markDirty();
-    const ballot = run.round.ballot;
-    this.afterPersist(() => {
-      for (const p of run.required) this.sendPaxos(p, { type: 'prepare', inst: run.inst, ballot });
-    });
-    run.retry = this.timer(this.t.paxosRetryMs * (2 + this.random()), () => {
-      if (this.runs.get(run.inst) === run) this.startRemovalRound(run);
-    });
-  }
-
-  private onRemovalReply(run: RemovalRun, from: PeerName, m: PaxosMessage): void {
-    const r = run.round;
-    if (m.type === 'nack') {
-      r.onNack(from, m.ballot, m.promised, m.reason);
-      if (m.reason !== 'outbid' && m.promised === null && compareBallot(m.ballot, r.ballot)) {
-        run.settle(new IpamError('conflict', `removal of ${this.describePeer(run.target)} refused by ${this.describePeer(from)}: ${m.reason}`));
-      }
-      return;
-    }
-    if (m.type === 'promise') {
-      r.onPromise(from, m.ballot, { accepted: m.accepted, extra: { target: m.target, ringPeers: m.ringPeers } });
-      // Peers our acceptors know in the ring must answer too.
-      for (const p of m.ringPeers) {
-        if (run.required.has(p) || run.together.has(p)) continue;
-        const rec = this.state.records.get(p);
-        if (rec && (rec.retired || isVoid(this.state, rec))) continue;
-        if (p !== this.me && !this.mesh.isReachable(p)) {
-          run.settle(new IpamError('unreachable', `cannot remove ${this.describePeer(run.target)}: ring peer ${this.describePeer(p)} (known to ${from}) is unreachable`));
-          return;
-        }
-        run.required.add(p);
-        this.sendPaxos(p, { type: 'prepare', inst: run.inst, ballot: r.ballot });
-      }
-      if (r.phase === 'prepare' && [...run.required].every((p) => r.promises.has(p))) {
-        let value = r.highestAccepted();
-        if (!value) {
-          // Freeze the newest copy of the target's record any live ring peer has.
-          let frozen = this.ownCopyOf(run.target);
-          for (const info of r.promises.values()) {
-            const t = info.extra.target;
-            if (t && (!frozen || compareRecords(t, frozen) > 0)) frozen = t;
-          }
-          if (!frozen) {
-            run.settle(new IpamError('invalid', `no peer knows the state of ${run.target}`));
-            return;
-          }
-          value = {
-            kind: 'removal',
-            removal: computeRemoval({
-              state: this.state,
-              range: this.range,
-              ring: this.mine().ring!,
-              frozen: { ...frozen, ring: this.mine().ring },
-              after: run.after,
-              live: [...run.required].sort(),
-              together: run.together,
-              proposer: this.me,
-              at: this.timers.now(),
-            }),
-          };
-        }
-        r.startAccept(value);
-        for (const p of run.required) this.sendPaxos(p, { type: 'accept', inst: run.inst, ballot: r.ballot, value });
-      }
-      return;
-    }
-    if (m.type === 'accepted') {
-      r.onAccepted(from, m.ballot);
-      if (r.phase === 'accept' && [...run.required].every((p) => r.acceptances.has(p)) && r.value?.kind === 'removal') {
-        r.phase = 'chosen';
-        const removal = r.value.removal;
-        this.originate({ ...emptyItems(), removals: [removal] });
-        this.log('warn', 'IPAM peer removed', { peer: run.target, addresses: removalSize(removal), heirs: removal.heirs.map((h) => h.to) });
-        this.reconcile();
-        run.settle(removal);
-      }
-    }
-  }
-
   // ================================================================ consensus (initial claim)
 
   private consensusPeers(): PeerName[] {
@@ -1015,80 +935,6 @@ export class Ipam implements Gossiper {
       if (this.mesh.isReachable(r.peer)) out.push(r.peer);
     }
     return out.sort();
-  }
-
-  private considerClaim(): void {
-    if (this.init.kind !== 'consensus' || this.mine().ring !== null) {
-      if (this.claimRun) this.cancel(this.claimRun.timer);
-      this.claimRun = null;
-      this.cancel(this.claimTimer);
-      this.claimTimer = null;
-      return;
-    }
-    if (this.claimRun || this.claimTimer) return;
-    const known = this.consensusPeers();
-    if (known.length < quorumOf(this.init.n)) return;
-    const delay = known[0] === this.me ? 0 : this.t.proposeDelayMs * (1 + this.random());
-    this.claimTimer = this.timer(delay, () => {
-      this.claimTimer = null;
-      this.startClaimRound();
-    });
-  }
-
-  private startClaimRound(): void {
-    if (this.init.kind !== 'consensus' || this.mine().ring !== null) return;
-    const known = this.consensusPeers();
-    if (this.claimRun) this.cancel(this.claimRun.timer);
-    if (known.length < quorumOf(this.init.n)) {
-      this.claimRun = null;
-      return;
-    }
-    this.round = Math.max(this.round, this.claimRun?.round.outbid?.round ?? 0) + 1;
-    const round = new ProposerRound<null>(CLAIM_INST, { round: this.round, proposer: this.me });
-    const timer = this.timer(this.t.paxosRetryMs * (3 + 2 * this.random()), () => {
-      if (this.claimRun?.round === round) this.startClaimRound();
-    });
-    this.claimRun = { round, acceptors: known, timer };
-    this.markDirty();
-    this.afterPersist(() => {
-      for (const p of known) this.sendPaxos(p, { type: 'prepare', inst: CLAIM_INST, ballot: round.ballot });
-    });
-  }
-
-  private onClaimReply(from: PeerName, m: PaxosMessage): void {
-    const c = this.claimRun;
-    if (!c || this.init.kind !== 'consensus') return;
-    const r = c.round;
-    const q = quorumOf(this.init.n);
-    if (m.type === 'nack') {
-      r.onNack(from, m.ballot, m.promised, m.reason);
-      return;
-    }
-    if (m.type === 'promise') {
-      r.onPromise(from, m.ballot, { accepted: m.accepted, extra: null });
-      if (r.phase === 'prepare' && r.promises.size >= q) {
-        const value: PaxosValue = r.highestAccepted() ?? { kind: 'genesis', genesis: this.newGenesis(c.acceptors) };
-        r.startAccept(value);
-        for (const p of r.promises.keys()) this.sendPaxos(p, { type: 'accept', inst: CLAIM_INST, ballot: r.ballot, value });
-      }
-      return;
-    }
-    if (m.type === 'accepted') {
-      r.onAccepted(from, m.ballot);
-      if (r.phase === 'accept' && r.acceptances.size >= q && r.value?.kind === 'genesis') {
-        r.phase = 'chosen';
-        const g = r.value.genesis;
-        this.log('info', 'IPAM ring agreed by consensus', { ring: g.id, claimants: g.claimants });
-        this.originate({ ...emptyItems(), geneses: [g] });
-        this.reconcile();
-      }
-    }
-  }
-
-  private newGenesis(known: readonly PeerName[]): Genesis {
-    const now = this.timers.now();
-    const claimants = [...new Set([...known, this.me])].sort();
-    return { id: `${now.toString(36)}-${this.randomHex()}`, createdAt: now, claimants, mode: 'consensus' };
   }
 
   private randomHex(): string {
@@ -1103,28 +949,15 @@ export class Ipam implements Gossiper {
     for (const p of this.mesh.peers()) known.set(p.name, p.nickname);
     for (const r of this.state.records.values()) if (!known.has(r.peer)) known.set(r.peer, r.nickname);
     known.set(this.me, this.mesh.localNickname);
-    const names: PeerName[] = [];
-    const unresolved: string[] = [];
-    for (const s of this.init.peers) {
-      if (known.has(s) || (isPeerName(s) && /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(s))) {
-        names.push(s);
-        continue;
-      }
-      const byNick = [...known.entries()].filter(([, n]) => n === s).map(([p]) => p);
-      if (byNick.length === 1) names.push(byNick[0]!);
-      else if (byNick.length > 1) unresolved.push(`${s} (ambiguous: ${byNick.join(', ')})`);
-      else unresolved.push(s);
-    }
-    if (unresolved.length > 0) {
-      this.seedProblem = `awaiting seed peers: resolving nickname(s) ${unresolved.join(', ')}`;
+    const r = seedGenesis(this.range, this.init.peers, known);
+    if ('problem' in r) {
+      this.seedProblem = r.problem;
       return;
     }
     this.seedProblem = null;
-    const claimants = [...new Set(names)].sort();
-    const id = `seed-${createHash('sha256').update(`${formatCidr(this.range)}|${claimants.join(',')}`).digest('hex').slice(0, 16)}`;
-    if (!this.state.geneses.has(id)) {
-      this.log('info', 'IPAM ring seeded', { ring: id, claimants });
-      this.originate({ ...emptyItems(), geneses: [{ id, createdAt: 0, claimants, mode: 'seed' }] });
+    if (!this.state.geneses.has(r.genesis.id)) {
+      this.log('info', 'IPAM ring seeded', { ring: r.genesis.id, claimants: r.genesis.claimants });
+      this.originate({ ...emptyItems(), geneses: [r.genesis] });
     }
   }
 
@@ -1132,14 +965,13 @@ export class Ipam implements Gossiper {
 
   private acceptorRefusal(inst: string): string | null {
     const mine = this.mine();
-    if (inst === CLAIM_INST) {
+    if (inst === CLAIM_INSTANCE) {
       if (mine.ring) return `this peer already belongs to ring ${mine.ring}`;
       if (this.init.kind !== 'consensus') return `this peer is in ${this.init.kind} mode and does not vote`;
       return null;
     }
-    const parts = inst.split('/');
-    if (parts.length !== 4 || parts[0] !== 'rm') return 'unknown Paxos instance';
-    const [, , target] = parts as [string, string, string, string];
+    const target = parseRemovalInstance(inst)?.target;
+    if (target === undefined) return 'unknown Paxos instance';
     // A peer outside the ring still votes (it simply knows nothing of the target).
     if (target === this.me) return 'this peer is alive and will not agree to its own removal';
     if (this.mesh.isReachable(target)) return `${target} is reachable from ${this.me}`;
@@ -1149,8 +981,8 @@ export class Ipam implements Gossiper {
   private onAcceptorMessage(from: PeerName, m: Extract<PaxosMessage, { type: 'prepare' | 'accept' }>): void {
     const refusal = this.acceptorRefusal(m.inst);
     if (!refusal && m.type === 'accept') {
-      const expected = m.inst === CLAIM_INST ? 'genesis' : 'removal';
-      if (m.value.kind !== expected || (m.value.kind === 'removal' && `rm/${m.value.removal.ring}/${m.value.removal.target}/${m.value.removal.after}` !== m.inst)) {
+      const expected = m.inst === CLAIM_INSTANCE ? 'genesis' : 'removal';
+      if (m.value.kind !== expected || (m.value.kind === 'removal' && removalInstance(m.value.removal.ring, m.value.removal.target, m.value.removal.after) !== m.inst)) {
         this.sendPaxos(from, { type: 'nack', inst: m.inst, ballot: m.ballot, promised: null, reason: 'value does not match the instance' });
         return;
       }
@@ -1168,7 +1000,7 @@ export class Ipam implements Gossiper {
     }
     if (refusal) {
       this.sendPaxos(from, { type: 'nack', inst: m.inst, ballot: m.ballot, promised: null, reason: refusal });
-      if (m.inst === CLAIM_INST && this.mine().ring) this.afterPersist(() => this.pushStateTo(from));
+      if (m.inst === CLAIM_INSTANCE && this.mine().ring) this.afterPersist(() => this.pushStateTo(from));
       return;
     }
     const st = this.acceptors.get(m.inst) ?? FRESH_ACCEPTOR;
@@ -1182,8 +1014,8 @@ export class Ipam implements Gossiper {
     const { inst, ballot } = m;
     this.afterPersist(() => {
       if (m.type === 'prepare') {
-        const isRm = inst !== CLAIM_INST;
-        const target = isRm ? (this.ownCopyOf(inst.split('/')[2]!) ?? null) : null;
+        const isRm = inst !== CLAIM_INSTANCE;
+        const target = isRm ? (this.copyOf(parseRemovalInstance(inst)?.target ?? '') ?? null) : null;
         this.sendPaxos(from, { type: 'promise', inst, ballot, accepted: r.next.accepted, target, ringPeers: isRm ? this.ringPeerNames() : [] });
       } else {
         this.sendPaxos(from, { type: 'accepted', inst, ballot });
@@ -1193,9 +1025,8 @@ export class Ipam implements Gossiper {
 
   private onPaxos(from: PeerName, m: PaxosMessage): void {
     if (m.type === 'prepare' || m.type === 'accept') return this.onAcceptorMessage(from, m);
-    if (m.inst === CLAIM_INST) return this.onClaimReply(from, m);
-    const run = this.runs.get(m.inst);
-    if (run) this.onRemovalReply(run, from, m);
+    if (m.inst === CLAIM_INSTANCE) this.claimer.onReply(from, m);
+    else this.removals.onReply(from, m);
   }
 
   private sendPaxos(to: PeerName, m: PaxosMessage): void {
@@ -1208,7 +1039,7 @@ export class Ipam implements Gossiper {
   }
 
   /** Our copy of `peer`'s record as the ring sees it (a claimant's virtual share if it never wrote one). */
-  private ownCopyOf(peer: PeerName): PeerRecord | undefined {
+  private copyOf(peer: PeerName): PeerRecord | undefined {
     const ring = this.mine().ring;
     if (!ring) return undefined;
     const rec = this.state.records.get(peer);
@@ -1338,7 +1169,7 @@ export class Ipam implements Gossiper {
         this.onOwnRecord(rec);
         continue;
       }
-      const why = this.checkRecord(rec, batch);
+      const why = refuseRecord(this.state, this.me, rec, batch);
       if (why) rejections.push(why);
       else accepted.push(rec);
     }
@@ -1355,43 +1186,6 @@ export class Ipam implements Gossiper {
       throw new GossipRejected(`IPAM refused part of an update from ${from}: ${rejections.join('; ')}`);
     }
     return bytes;
-  }
-
-  /**
-   * Why an incoming record must not be merged, or null. Only space this peer
-   * owns (or is handing over) is protected here. `batch` is the rest of the
-   * same update: gossip reorders, so a recipient's acknowledgement or a
-   * newer transfer may arrive alongside (or before) a stale record.
-   */
-  private checkRecord(rec: PeerRecord, batch: ReadonlyMap<PeerName, PeerRecord>): string | null {
-    const old = this.state.records.get(rec.peer);
-    if (old && compareRecords(rec, old) <= 0) return null; // not news
-    if (isVoid(this.state, rec)) return null; // superseded by a removal; harmless
-    const mine = this.mine();
-    if (!mine.ring || rec.ring !== mine.ring) return null; // another ring: handled as a split brain
-    const copies = (p: PeerName) => [this.state.records.get(p), batch.get(p)].filter((r): r is PeerRecord => r !== undefined);
-    // Someone adopted a transfer from this peer that the record does not
-    // know it issued: the record is stale, and its claims are history.
-    for (const other of [...this.state.records.values(), ...batch.values()]) {
-      if ((other.adopted.get(rec.peer) ?? 0) > rec.transferSeq) return null;
-    }
-    const who = `peer ${rec.peer} (${rec.nickname})`;
-    const clash = intersect(rec.ranges, mine.ranges);
-    if (clash.length > 0) return `${who} claims ${clash.map((r) => describeAddressRange(r.start, r.end)).join(', ')}, which this peer owns`;
-    for (const t of mine.outgoing) {
-      const c = intersect(rec.ranges, t.ranges);
-      if (c.length === 0) continue;
-      // Once the recipient adopted it, the space is the recipient's to pass on.
-      if (copies(t.to).some((r) => (r.adopted.get(this.me) ?? 0) >= t.seq)) continue;
-      // A claimant that got space from the recipient holds what the recipient passed on.
-      if (t.to !== rec.peer && (rec.adopted.get(t.to) ?? 0) > 0) continue;
-      if (t.to !== rec.peer) return `${who} claims ${describeAddressRange(c[0]!.start, c[0]!.end)}, which this peer is handing to ${t.to}`;
-      if ((rec.adopted.get(this.me) ?? 0) < t.seq) return `${who} holds space this peer is handing to it without acknowledging the transfer`;
-    }
-    if ((rec.adopted.get(this.me) ?? 0) > mine.transferSeq) {
-      return `${who} says it adopted transfer #${rec.adopted.get(this.me)} from this peer, which has issued only ${mine.transferSeq}`;
-    }
-    return null;
   }
 
   /**
@@ -1452,171 +1246,84 @@ export class Ipam implements Gossiper {
    */
   private reconcile(): void {
     if (this.phase !== 'running') return;
+    const c = { state: this.state, range: this.range, me: this.me };
     for (let i = 0; i < 10; i++) {
-      const gen = this.stateGen;
-      this.applyRemovalOfMe();
-      this.chooseRing();
+      const gen = this.persister.current;
+      const removed = removalOfMe(c, this.mine(), this.yielded);
+      if (removed) this.yieldTo(removed);
+      if (this.mine().ring === null && !winningRing(this.state)) this.maybeSeed();
+      const joined = ringChoice(c, this.mine());
+      if (joined) this.joinRing(joined);
       if (this.mine().ring) {
-        this.adoptOffers();
-        this.settleOutgoing();
-        this.grantClaims();
+        const got = adoptions(c, this.mine());
+        if (got) this.adopt(got);
+        const settled = settlement(c, this.mine());
+        if (settled) {
+          this.setMine(settled.patch);
+          for (const t of settled.reclaimed) this.log('info', 'IPAM took back space its recipient will never adopt', { to: t.to, size: size(t.ranges) });
+        }
+        for (const g of claimGrants(c, this.mine(), this.allocs.inUse())) {
+          this.issueTransfer(g.to, g.ranges);
+          this.log('info', 'IPAM granted claimed addresses', { to: g.to, size: size(g.ranges) });
+        }
         this.applyResolutions();
       }
-      this.refreshUsage();
-      if (this.stateGen === gen) break;
+      this.setMine({ inUse: this.allocs.inUse(), free: size(this.freeRanges()) });
+      if (this.persister.current === gen) break;
     }
     this.afterChange();
   }
 
-  private applyRemovalOfMe(): void {
-    for (const rm of removalsOf(this.state, this.me)) {
-      const key = removalKey(rm.target, rm.after);
-      if (this.yielded.has(key)) continue;
-      const mine = this.mine();
-      if (mine.ring !== null && rm.ring !== mine.ring) continue;
-      this.yielded.add(key);
-      this.markDirty();
-      this.setMine(
-        {
-          ranges: [],
-          outgoing: [],
-          transferSeq: Math.max(mine.transferSeq, rm.frozen.transferSeq + rm.heirs.length),
-        },
-        Math.max(mine.version, rm.frozen.version) + 1,
-      );
-      const msg = `this peer was removed by 'rmpeer' on ${rm.proposer} (at ${new Date(rm.at).toISOString()}) while it could not be reached; its space went to ${rm.heirs.map((h) => h.to).join(', ') || 'nobody'}. Its ${this.allocs.size} allocations are kept as claims on the new owners; any the new owners allocated meanwhile are listed as duplicates`;
-      this.notes.removed = { kind: 'removed', message: msg, details: { by: rm.proposer, at: rm.at, heirs: rm.heirs.map((h) => h.to) } };
-      this.log('error', 'IPAM: this peer was removed by rmpeer', { by: rm.proposer, at: rm.at });
-    }
+  private yieldTo(r: NonNullable<ReturnType<typeof removalOfMe>>): void {
+    this.yielded.add(r.key);
+    this.markDirty();
+    this.setMine(r.patch, r.minVersion);
+    const rm = r.removal;
+    const msg = `this peer was removed by 'rmpeer' on ${rm.proposer} (at ${new Date(rm.at).toISOString()}) while it could not be reached; its space went to ${
+      rm.heirs.map((h) => h.to).join(', ') || 'nobody'
+    }. Its ${this.allocs.size} allocations are kept as claims on the new owners; any the new owners allocated meanwhile are listed as duplicates`;
+    this.notes.removed = { kind: 'removed', message: msg, details: { by: rm.proposer, at: rm.at, heirs: rm.heirs.map((h) => h.to) } };
+    this.log('error', 'IPAM: this peer was removed by rmpeer', { by: rm.proposer, at: rm.at });
   }
 
-  private chooseRing(): void {
-    let mine = this.mine();
-    let win = winningRing(this.state);
-    if (!win && mine.ring === null) {
-      this.maybeSeed();
-      win = winningRing(this.state);
-    }
-    if (!win || mine.ring === win.id) return;
-    mine = this.mine();
-    const removedInWin = removalsOf(this.state, this.me).some((r) => r.ring === win.id);
-    const share = !removedInWin && !mine.retired && win.claimants.includes(this.me) ? (genesisShares(this.range, win.claimants).get(this.me) ?? []) : [];
-    if (mine.ring === null) {
-      this.setMine({ ring: win.id, ranges: union(mine.ranges, share) });
-      this.log('info', 'IPAM joined ring', { ring: win.id, owned: size(share) });
+  private joinRing(j: NonNullable<ReturnType<typeof ringChoice>>): void {
+    this.setMine(j.patch);
+    if (j.rehomedFrom === null) {
+      this.log('info', 'IPAM joined ring', { ring: j.joined, owned: j.share });
       return;
     }
-    // Split brain: our ring lost. Keep every address in use (they become
-    // claims on the winning ring's owners), give up the rest of our space.
-    const from = mine.ring;
-    this.setMine({ ring: win.id, rehomedFrom: from, ranges: share, outgoing: [] });
+    // A donation asked for in the losing ring will never come.
     if (this.donation) {
       this.cancel(this.donation.timer);
       this.donation = null;
     }
-    this.log('warn', 'IPAM split brain: re-homing into the older ring', {
-      from,
-      to: win.id,
-      inUse: size(this.allocs.inUse()),
-    });
+    this.log('warn', 'IPAM split brain: re-homing into the older ring', { from: j.rehomedFrom, to: j.joined, inUse: size(this.allocs.inUse()) });
   }
 
-  private adoptOffers(): void {
-    const mine = this.mine();
-    if (mine.retired || !mine.ring) return;
-    const adopted = new Map(mine.adopted);
-    let ranges: Range[] = [...mine.ranges];
-    let changed = false;
-    const byDonor = new Map<PeerName, Range[][]>();
-    const maxSeq = new Map<PeerName, number>();
-    for (const o of offersTo(this.state, this.range, mine.ring, this.me)) {
-      if (o.transfer.seq <= (adopted.get(o.donor) ?? 0)) continue;
-      byDonor.set(o.donor, [...(byDonor.get(o.donor) ?? []), [...o.transfer.ranges]]);
-      maxSeq.set(o.donor, Math.max(maxSeq.get(o.donor) ?? 0, o.transfer.seq));
-    }
-    for (const [donor, sets] of byDonor) {
-      const got = normalize(sets.flat());
-      ranges = union(ranges, got);
-      adopted.set(donor, maxSeq.get(donor)!);
-      changed = true;
-      this.log('info', 'IPAM adopted space', { from: donor, size: size(got) });
-      if (this.donation?.peer === donor) {
+  private adopt(got: NonNullable<ReturnType<typeof adoptions>>): void {
+    this.setMine(got.patch);
+    for (const g of got.got) {
+      this.log('info', 'IPAM adopted space', { from: g.donor, size: g.size });
+      if (this.donation?.peer === g.donor) {
         this.cancel(this.donation.timer);
         this.donation = null;
       }
-      this.denied.delete(donor);
-    }
-    if (changed) this.setMine({ ranges, adopted });
-  }
-
-  private settleOutgoing(): void {
-    const mine = this.mine();
-    if (mine.outgoing.length === 0) return;
-    const keep = [];
-    let ranges: Range[] = [...mine.ranges];
-    for (const t of mine.outgoing) {
-      const rec = this.state.records.get(t.to);
-      const rm = lastRemoval(this.state, t.to);
-      const liveRec = rec && !isVoid(this.state, rec) ? rec : undefined;
-      const adopted = Math.max(
-        liveRec && liveRec.ring === mine.ring ? (liveRec.adopted.get(this.me) ?? 0) : 0,
-        rm && rm.ring === mine.ring ? (rm.frozen.adopted.get(this.me) ?? 0) : 0,
-      );
-      if (adopted >= t.seq) continue; // acknowledged
-      const gone =
-        (rm !== undefined && rm.ring === mine.ring && !liveRec) ||
-        (liveRec !== undefined && (liveRec.retired || (liveRec.ring !== null && liveRec.ring !== mine.ring)));
-      if (gone && !mine.retired) {
-        ranges = union(ranges, t.ranges);
-        this.log('info', 'IPAM took back space its recipient will never adopt', { to: t.to, size: size(t.ranges) });
-        continue;
-      }
-      keep.push(t);
-    }
-    if (keep.length !== mine.outgoing.length) this.setMine({ outgoing: keep, ranges });
-  }
-
-  private grantClaims(): void {
-    const mine = this.mine();
-    if (mine.retired || mine.ranges.length === 0 || !mine.ring) return;
-    const here = this.allocs.inUse();
-    for (const rec of ringRecords(this.state, this.range, mine.ring).values()) {
-      if (rec.peer === this.me || rec.retired) continue;
-      const claimed = intersect(subtract(rec.inUse, rec.ranges), this.mine().ranges);
-      if (claimed.length === 0) continue;
-      // Addresses also in use here are duplicates: reported, never granted.
-      const grant = subtract(claimed, here);
-      if (grant.length === 0) continue;
-      this.issueTransfer(rec.peer, grant);
-      this.log('info', 'IPAM granted claimed addresses', { to: rec.peer, size: size(grant) });
+      this.denied.delete(g.donor);
     }
   }
 
   private applyResolutions(): void {
-    const revoked: AllocationResult[] = [];
-    for (const res of this.state.resolutions.values()) {
-      for (const d of res.decisions) {
-        if (d.loser !== this.me) continue;
-        for (const a of this.allocs.all()) {
-          if (contains(d.addresses, a.address) && a.createdVersion <= d.version) {
-            this.allocs.remove(a);
-            revoked.push(toResult(a));
-          }
-        }
-        if (intersect(this.allocs.orphans, d.addresses).length) this.allocs.removeOrphans(d.addresses);
-      }
-    }
-    if (revoked.length) {
+    const { revoke, orphans } = revocations({ state: this.state, range: this.range, me: this.me }, this.allocs.all());
+    if (intersect(this.allocs.orphans, orphans).length) {
+      this.allocs.removeOrphans(orphans);
       this.markDirty();
-      this.log('warn', 'IPAM allocations revoked by an operator resolution', { addresses: revoked.map((r) => r.address) });
-      this.afterPersist(() => this.emitAllocations({ added: [], removed: [], revoked }));
     }
-  }
-
-  private refreshUsage(): void {
-    const inUse = this.allocs.inUse();
-    const free = size(this.freeRanges());
-    this.setMine({ inUse, free });
+    if (revoke.length === 0) return;
+    for (const a of revoke) this.allocs.remove(a);
+    this.markDirty();
+    const revoked = revoke.map(toResult);
+    this.log('warn', 'IPAM allocations revoked by an operator resolution', { addresses: revoked.map((r) => r.address) });
+    this.afterPersist(() => this.emitAllocations({ added: [], removed: [], revoked }));
   }
 
   private afterChange(): void {
@@ -1629,12 +1336,9 @@ export class Ipam implements Gossiper {
     } else if (!ready) {
       this.wasReady = false;
     }
-    this.considerClaim();
-    for (const run of [...this.runs.values()]) {
-      const done = this.state.removals.get(removalKey(run.target, run.after));
-      if (done && run.round.phase !== 'chosen') run.settle(done);
-    }
-    const sig = this.conflictKinds();
+    this.claimer.consider();
+    this.removals.settleFinished(this.state);
+    const sig = conflictSignature({ state: this.state, rangeMismatch: this.rangeMismatch, notes: this.noteList(), persistError: this.persistError });
     if (sig !== this.conflictSignature) {
       this.conflictSignature = sig;
       if (sig) {
@@ -1654,9 +1358,19 @@ export class Ipam implements Gossiper {
   // ================================================================ persistence and sending
 
   private markDirty(): number {
-    this.stateGen++;
-    queueMicrotask(() => this.kickPersist());
-    return this.stateGen;
+    return this.persister.markDirty();
+  }
+
+  private afterPersist(fn: () => void): void {
+    this.persister.afterSave(() => this.safely(fn));
+  }
+
+  /** Gossip our record once the version of it that is saved is newer than what we last sent. */
+  private publishMine(): void {
+    const mine = this.persistedMine;
+    if (this.phase !== 'running' || !mine || mine.version <= this.publishedVersion) return;
+    this.publishedVersion = mine.version;
+    this.safely(() => this.channel.gossip(this.encodeState({ ...emptyItems(), records: [mine] })));
   }
 
   private snapshot(): IpamSnapshot {
@@ -1673,84 +1387,9 @@ export class Ipam implements Gossiper {
     };
   }
 
-  private kickPersist(): void {
-    if (this.saving || this.phase === 'new' || this.phase === 'starting') return;
-    if (this.persistedGen >= this.stateGen) {
-      this.flushOutbox();
-      return;
-    }
-    this.saving = true;
-    const gen = this.stateGen;
-    const mine = this.mine();
-    let plain;
-    try {
-      plain = snapshotToPlain(this.snapshot());
-    } catch (e) {
-      this.saving = false;
-      this.persistError = `cannot encode state: ${(e as Error).message}`;
-      this.log('error', 'IPAM could not encode its state', { error: this.persistError });
-      return;
-    }
-    this.store.save(plain).then(
-      () => {
-        this.saving = false;
-        this.persistedGen = Math.max(this.persistedGen, gen);
-        this.persistedMine = mine;
-        if (this.persistError) this.log('info', 'IPAM state is being saved again');
-        this.persistError = null;
-        this.flushOutbox();
-        this.kickPersist();
-        this.notify();
-      },
-      (e: unknown) => {
-        this.saving = false;
-        this.persistError = (e as Error)?.message ?? String(e);
-        this.logOnce('error', `IPAM cannot save its state: ${this.persistError}`, {});
-        if (this.phase === 'running') this.timer(this.t.persistRetryMs, () => this.kickPersist());
-        this.flushIdle();
-        this.notify();
-      },
-    );
-  }
-
-  /** Run `fn` once the current state is durable (nothing is sent that a crash could take back). */
-  private afterPersist(fn: () => void): void {
-    if (this.persistedGen >= this.stateGen) fn();
-    else this.outbox.push({ gen: this.stateGen, fn });
-  }
-
-  private flushOutbox(): void {
-    if (this.phase === 'running') {
-      const ready = this.outbox.filter((o) => o.gen <= this.persistedGen);
-      this.outbox = this.outbox.filter((o) => o.gen > this.persistedGen);
-      for (const o of ready) this.safely(o.fn);
-      const mine = this.persistedMine;
-      if (mine && mine.version > this.publishedVersion) {
-        this.publishedVersion = mine.version;
-        this.safely(() => this.channel.gossip(this.encodeState({ ...emptyItems(), records: [mine] })));
-      }
-    }
-    this.flushIdle();
-  }
-
-  private flushIdle(): void {
-    if (this.saving || (this.persistedGen < this.stateGen && !this.persistError)) return;
-    const ws = this.idleWaiters;
-    this.idleWaiters = [];
-    for (const w of ws) w();
-  }
-
-  private idle(): Promise<void> {
-    if (!this.saving && (this.persistedGen >= this.stateGen || this.persistError)) return Promise.resolve();
-    return new Promise((resolve) => {
-      this.idleWaiters.push(resolve);
-      queueMicrotask(() => this.kickPersist());
-    });
-  }
-
   private async whenPersisted(gen: number, deadline: number): Promise<void> {
     await this.waitUntil(
-      () => (this.persistedGen >= gen ? true : undefined),
+      () => (this.persister.isSaved(gen) ? true : undefined),
       deadline,
       () => new IpamError('store', `state not saved in time${this.persistError ? `: ${this.persistError}` : ''}`),
       true,
@@ -1882,7 +1521,7 @@ export class Ipam implements Gossiper {
     if (mine.retired) return 'retired: this peer handed its space over (reset)';
     if (!mine.ring) {
       if (this.init.kind === 'consensus') {
-        return `awaiting consensus (quorum ${quorumOf(this.init.n)}, known ${this.consensusPeers().length})${this.claimRun ? ', proposing' : ''}`;
+        return `awaiting consensus (quorum ${quorumOf(this.init.n)}, known ${this.consensusPeers().length})${this.claimer.proposing ? ', proposing' : ''}`;
       }
       if (this.init.kind === 'seed') return this.seedProblem ?? 'awaiting seed ring';
       return 'observer: waiting for a ring from another peer';
@@ -1893,83 +1532,22 @@ export class Ipam implements Gossiper {
     return conflict ? `${base}; CONFLICT (${conflict.kind}): ${conflict.message}` : base;
   }
 
-  private conflictKinds(): string {
-    const parts: string[] = [...this.rangeMismatch.keys()].map((p) => `rm:${p}`);
-    if (this.notes.removed) parts.push('removed');
-    if (this.notes.lostState) parts.push('lost');
-    if (this.persistError) parts.push('store');
-    const rings = new Set<string>();
-    for (const r of this.state.records.values()) if (r.ring && !r.retired && !isVoid(this.state, r)) rings.add(r.ring);
-    if (rings.size > 1) parts.push(`split:${[...rings].sort().join(',')}`);
-    return parts.join('|');
+  private noteList(): IpamConflict[] {
+    return [this.notes.removed, this.notes.lostState].filter((n): n is IpamConflict => n !== undefined);
   }
 
   /** Everything wrong that status reports, most serious first. */
   conflicts(): IpamConflict[] {
-    const out: IpamConflict[] = [];
-    const nick = (p: PeerName) => this.nicknameOf(p);
-    const dups = duplicateAddresses(this.state);
-    if (dups.length > 0) {
-      const n = dups.reduce((s, d) => s + d.end - d.start, 0);
-      out.push({
-        kind: 'duplicate',
-        message: `${n} address(es) are in use on two peers at once: ${dups
-          .slice(0, 5)
-          .map((d) => `${describeAddressRange(d.start, d.end)} on ${d.peers.map((p) => `${p} (${nick(p)})`).join(' and ')}`)
-          .join('; ')}${dups.length > 5 ? '; ...' : ''}. Decide with 'meshnet ipam resolve --keep PEER|RING' (the other side's containers need new addresses)`,
-        details: { addresses: dups.map((d) => ({ start: formatAddress(d.start), size: d.end - d.start, peers: d.peers })) },
-      });
-    }
-    if (this.persistError) out.push({ kind: 'store', message: `cannot save IPAM state: ${this.persistError}`, details: { location: this.store.location } });
-    // Split brain: live records in more than one ring.
-    const byRing = new Map<RingId, PeerName[]>();
-    for (const r of this.state.records.values()) {
-      if (!r.ring || r.retired || isVoid(this.state, r)) continue;
-      byRing.set(r.ring, [...(byRing.get(r.ring) ?? []), r.peer]);
-    }
-    const win = winningRing(this.state);
-    const rehoming = [...this.state.records.values()].filter(
-      (r) => win && r.ring === win.id && !r.retired && !isVoid(this.state, r) && subtract(r.inUse, r.ranges).length > 0,
-    );
-    if (win && (byRing.size > 1 || (this.state.geneses.size > 1 && rehoming.length > 0))) {
-      const rings = [...this.state.geneses.values()]
-        .filter((g) => byRing.has(g.id) || g.id === win.id)
-        .map((g) => ({ id: g.id, createdAt: g.createdAt, claimants: g.claimants, peers: byRing.get(g.id) ?? [] }));
-      const losers = rings.filter((r) => r.id !== win.id);
-      const pending = rehoming.reduce((s, r) => s + size(subtract(r.inUse, r.ranges)), 0);
-      out.push({
-        kind: 'split-brain',
-        message: `two separately claimed IPAM rings met: ring ${win.id} (claimed ${win.createdAt ? new Date(win.createdAt).toISOString() : 'by seed list'}) is older and keeps ownership; ${
-          losers.length ? `peers of ring ${losers.map((l) => `${l.id} (${l.peers.join(', ') || 'none left'})`).join(', ')} are re-homing` : 're-homing is finishing'
-        }: they give up their free space and keep their in-use addresses as claims on the owners in ring ${win.id} (${pending} address(es) still to be granted)${dups.length ? '; some addresses are in use on both sides, see the duplicate conflict' : ''}`,
-        details: { winner: win.id, rings, pendingClaims: pending },
-      });
-    }
-    for (const [p, theirs] of this.rangeMismatch) {
-      out.push({
-        kind: 'range-mismatch',
-        message: `peer ${p} (${nick(p)}) uses --ipalloc-range ${theirs} but this peer uses ${formatCidr(this.range)}; its IPAM updates are refused (restart one of them with the same range)`,
-        details: { peer: p, theirs, ours: formatCidr(this.range) },
-      });
-    }
-    if (this.notes.removed) out.push(this.notes.removed);
-    if (this.notes.lostState) out.push(this.notes.lostState);
-    const ring = this.mine()?.ring;
-    if (ring) {
-      const view = ringView(this.state, this.range, ring);
-      if (view.overlaps.length > 0) {
-        out.push({
-          kind: 'overlap',
-          message: `peers claim the same space: ${view.overlaps
-            .slice(0, 5)
-            .map((o) => `${describeAddressRange(o.start, o.end)} by ${o.owners.join(' and ')}`)
-            .join('; ')} (transient while gossip catches up; if it persists, a peer was removed while alive)`,
-          details: { overlaps: view.overlaps.map((o) => ({ start: formatAddress(o.start), size: o.end - o.start, owners: o.owners })) },
-        });
-      }
-    }
-    const order = ['duplicate', 'store', 'split-brain', 'range-mismatch', 'removed', 'lost-state', 'overlap'];
-    return out.sort((a, b) => order.indexOf(a.kind) - order.indexOf(b.kind));
+    return findConflicts({
+      state: this.state,
+      range: this.range,
+      ring: this.state.records.get(this.me)?.ring ?? null,
+      rangeMismatch: this.rangeMismatch,
+      notes: this.noteList(),
+      persistError: this.persistError,
+      storeLocation: this.store.location,
+      nickname: (p) => this.nicknameOf(p),
+    });
   }
 
   /** The model behind `meshnet status ipam` and the `ipam` object of `status --json`. */
@@ -2049,9 +1627,6 @@ export class Ipam implements Gossiper {
   }
 }
 
-function compareBallot(a: Ballot, b: Ballot): boolean {
-  return a.round === b.round && a.proposer === b.proposer;
-}
 
 function ownerName(state: GossipState, range: Cidr, ring: RingId | null, addr: number): PeerName | undefined {
   if (!ring) return undefined;

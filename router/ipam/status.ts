@@ -56,7 +56,8 @@ export interface IpamStatus {
   lastRejection: string | null;
 }
 
-const SEVERITY: IpamConflictKind[] = ['duplicate', 'store', 'split-brain', 'range-mismatch', 'removed', 'lost-state', 'overlap'];
+/** Most serious first. */
+export const SEVERITY: IpamConflictKind[] = ['duplicate', 'store', 'split-brain', 'range-mismatch', 'removed', 'lost-state', 'overlap'];
 
 export function mostSerious(conflicts: readonly IpamConflict[]): IpamConflict | null {
   let best: IpamConflict | null = null;
