@@ -122,6 +122,11 @@ function ballotToPlain(b: Ballot): unknown[] {
   return [b.round, b.proposer];
 }
 
+/** Canonical text of a Paxos value, to compare two values. */
+export function paxosValueKey(v: PaxosValue): string {
+  return JSON.stringify(valueToPlain(v));
+}
+
 function valueToPlain(v: PaxosValue): unknown[] {
   return v.kind === 'genesis' ? ['G', genesisToPlain(v.genesis)] : ['R', removalToPlain(v.removal)];
 }

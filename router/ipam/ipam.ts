@@ -7,7 +7,7 @@ import type { GossipChannel, Gossiper, PeerName } from '../../mesh/types.js';
 import { GossipRejected } from '../../mesh/types.js';
 import { type Cidr, addressInCidr, cidrContains, formatAddress, formatCidr, parseAddress, parseCidr } from './addr.js';
 import { type Allocation, AllocationTable, freeSpace, pickAddress, pickDonation } from './allocations.js';
-import { type IpamMessage, type PaxosMessage, DecodeError, decodeMessage, encodeMessage, isPeerName, recordToPlain } from './codec.js';
+import { type IpamMessage, type PaxosMessage, DecodeError, decodeMessage, encodeMessage, isPeerName, paxosValueKey, recordToPlain } from './codec.js';
 import { findConflicts, conflictSignature } from './conflicts.js';
 import { CLAIM_INSTANCE, ClaimProposer, seedGenesis } from './consensus.js';
 import { IpamError } from './errors.js';
@@ -18,7 +18,7 @@ import { type AcceptorState, FRESH_ACCEPTOR, handleAccept, handlePrepare } from 
 import { type IpamSnapshot, snapshotFromPlain, snapshotToPlain } from './persist.js';
 import { Persister } from './persister.js';
 import { type Range, contains, intersect, normalize, overlaps, size, subtract, union } from './ranges.js';
-import { removalSize } from './removal.js';
+import { removalSize, strandedTo } from './removal.js';
 import { RemovalProposer, parseRemovalInstance, removalInstance } from './rmpeer.js';
 import {
   type StateItems,
@@ -31,13 +31,14 @@ import {
   lastRemoval,
   mergeItems,
   othersInUse,
+  removalsOf,
   ringRecords,
   ringView,
   winningRing,
 } from './state.js';
 import { type IpamConflict, type IpamStatus, describeAddressRange, mostSerious } from './status.js';
 import type { IpamStore } from './store.js';
-import { type GossipState, type InitMode, type PeerRecord, type Resolution, type RingId, emptyState } from './types.js';
+import { type GossipState, type InitMode, type PeerRecord, type Removal, type Resolution, type RingId, emptyState, removalKey } from './types.js';
 import { refuseRecord } from './validate.js';
 
 /** The narrow view of the mesh IPAM needs (MeshHandle satisfies it). peers() includes self. */
@@ -216,6 +217,8 @@ export class Ipam implements Gossiper {
   // Paxos proposers.
   private readonly claimer: ClaimProposer;
   private readonly removals: RemovalProposer;
+  /** When this peer accepted each removal value not yet published (to finish it if its proposer died). */
+  private readonly acceptedAt = new Map<string, number>();
 
   // What status reports.
   private readonly rangeMismatch = new Map<PeerName, string>();
@@ -278,7 +281,7 @@ export class Ipam implements Gossiper {
       timer: (ms: number, fn: () => void) => this.timer(ms, fn),
       cancel: (h: unknown) => this.cancel(h),
       random: () => this.random(),
-      now: () => this.timers.now(),
+      now: () => this.now(),
       retryMs: this.t.paxosRetryMs,
     };
     this.claimer = new ClaimProposer({
@@ -596,7 +599,7 @@ export class Ipam implements Gossiper {
       address: addr,
       subnet,
       createdVersion: this.mine().version + 1,
-      at: this.timers.now(),
+      at: this.now(),
     };
     this.allocs.add(a);
     this.allocs.cursor = addr + 1;
@@ -632,7 +635,7 @@ export class Ipam implements Gossiper {
     }
     if (pending && contains(mine.ranges, addr)) return { done: true, allocation: pending };
     if (pending) return { done: false, allocation: pending };
-    const a: Allocation = { containerId, iface, address: addr, subnet, createdVersion: mine.version + 1, at: this.timers.now() };
+    const a: Allocation = { containerId, iface, address: addr, subnet, createdVersion: mine.version + 1, at: this.now() };
     this.allocs.add(a);
     this.reconcile();
     this.allocGen.set(a, this.persister.current);
@@ -754,12 +757,7 @@ export class Ipam implements Gossiper {
         throw new IpamError('conflict', `peer ${this.describePeer(p)} is reachable: rmpeer is only for dead peers (stop or reset it instead)`);
       }
     }
-    // Every ring peer must answer; so must every other reachable peer, whose
-    // view may be newer than ours (it may hold space the target handed it).
-    const ringPeers = this.ringPeerNames().filter((p) => !together.has(p));
-    const others = this.mesh.peers().map((p) => p.name).filter((p) => !together.has(p) && (p === this.me || this.mesh.isReachable(p)));
-    const required = [...new Set([...ringPeers, ...others])].sort();
-    const unreachable = ringPeers.filter((p) => p !== this.me && !this.mesh.isReachable(p));
+    const { required, unreachable } = this.removalQuorum(together);
     if (unreachable.length > 0) {
       throw new IpamError(
         'unreachable',
@@ -769,23 +767,48 @@ export class Ipam implements Gossiper {
       );
     }
     const result: RmpeerResult = { removed: [], alreadyRemoved: [], message: '' };
+    const report = (target: PeerName, removal: Removal) => {
+      const prior = result.removed.find((r) => r.peer === target);
+      const heirs = removal.heirs.map((h) => ({ peer: h.to, addresses: size(h.ranges) }));
+      if (prior) {
+        prior.addresses += removalSize(removal);
+        prior.heirs.push(...heirs);
+      } else {
+        result.removed.push({ peer: target, nickname: this.nicknameOf(target), addresses: removalSize(removal), heirs });
+      }
+    };
     for (const target of list) {
       const last = lastRemoval(this.state, target);
       const rec = this.state.records.get(target);
-      if (last && last.ring === mine.ring && (!rec || rec.version <= last.frozen.version)) {
-        result.alreadyRemoved.push(target);
-        continue;
-      }
+      if (last && last.ring === mine.ring && (!rec || rec.version <= last.frozen.version)) continue; // swept below
       if (!rec && !this.isVirtualClaimant(target)) throw new IpamError('invalid', `peer ${target} has no IPAM state in this ring`);
-      const removal = await this.removals.remove(target, last ? last.frozen.version : -1, together, required);
-      const nickname = this.nicknameOf(target);
-      result.removed.push({
-        peer: target,
-        nickname,
-        addresses: removalSize(removal),
-        heirs: removal.heirs.map((h) => ({ peer: h.to, addresses: size(h.ranges) })),
-      });
+      report(target, await this.removals.remove(target, last ? last.frozen.version : -1, together, required));
     }
+    // Space handed to a removed (or retired) peer after its removal was
+    // agreed, that it never adopted: a further removal of it ("sweep") gives
+    // that on too. Two passes cover a chain of removals made in one command.
+    for (let pass = 0; pass < 2; pass++) {
+      for (const target of list) {
+        const last = lastRemoval(this.state, target);
+        const ring = this.mine().ring!;
+        if (!last || last.ring !== ring) continue;
+        const rec = this.state.records.get(target);
+        if (rec && rec.version > last.frozen.version) continue;
+        const stranded = strandedTo(this.state, this.range, ring, last.frozen);
+        if (stranded.length === 0) continue;
+        const seqs = removalsOf(this.state, target).flatMap((r) => r.heirs.map((h) => h.seq));
+        const frozen: PeerRecord = {
+          ...last.frozen,
+          version: last.frozen.version + 1,
+          ranges: [],
+          inUse: [],
+          outgoing: [],
+          transferSeq: Math.max(last.frozen.transferSeq, ...seqs),
+        };
+        report(target, await this.removals.remove(target, last.frozen.version, together, required, frozen));
+      }
+    }
+    for (const target of list) if (!result.removed.some((r) => r.peer === target)) result.alreadyRemoved.push(target);
     result.message = [
       ...result.removed.map(
         (r) => `${r.addresses} addresses taken over from ${r.peer} (${r.nickname})${r.heirs.length ? ` by ${r.heirs.map((h) => `${h.peer} (${h.addresses})`).join(', ')}` : ''}`,
@@ -893,7 +916,7 @@ export class Ipam implements Gossiper {
     }
     if (byLoser.size > 0) {
       const res: Resolution = {
-        id: `res-${this.timers.now().toString(36)}-${this.randomHex()}`,
+        id: `res-${this.now().toString(36)}-${this.randomHex()}`,
         keeper: keepPeer ?? keepRing!,
         decisions: [...byLoser.entries()].map(([loser, addresses]) => ({
           loser,
@@ -901,7 +924,7 @@ export class Ipam implements Gossiper {
           addresses: normalize(addresses),
         })),
         by: this.me,
-        at: this.timers.now(),
+        at: this.now(),
       };
       this.originate({ ...emptyItems(), resolutions: [res] });
       this.log('warn', 'IPAM conflict resolved by operator', { keep, decided: decided.length });
@@ -912,6 +935,56 @@ export class Ipam implements Gossiper {
       undecided,
       message: `${decided.length} conflicting address range(s) decided in favour of ${keep}${undecided.length ? `; ${undecided.length} not involving ${keep} left undecided` : ''}`,
     };
+  }
+
+  /**
+   * Who must agree to removing `together`: every ring peer, and every other
+   * reachable peer too, whose view may be newer than ours (it may hold space
+   * the target handed it). Ring peers we cannot reach block the removal.
+   */
+  private removalQuorum(together: ReadonlySet<PeerName>): { required: PeerName[]; unreachable: PeerName[] } {
+    const ringPeers = this.ringPeerNames().filter((p) => !together.has(p));
+    const others = this.mesh
+      .peers()
+      .map((p) => p.name)
+      .filter((p) => !together.has(p) && (p === this.me || this.mesh.isReachable(p)));
+    return {
+      required: [...new Set([...ringPeers, ...others])].sort(),
+      unreachable: ringPeers.filter((p) => p !== this.me && !this.mesh.isReachable(p)),
+    };
+  }
+
+  /**
+   * A removal this peer accepted but nobody published (its proposer died
+   * between agreement and gossip): finish it, as any Paxos proposer may, by
+   * proposing the accepted value again once every ring peer can answer.
+   */
+  private finishDanglingRemovals(): void {
+    const mine = this.mine();
+    if (!mine.ring || mine.retired) return;
+    const now = this.now();
+    for (const [inst, st] of this.acceptors) {
+      if (st.accepted?.value.kind !== 'removal') continue;
+      const rm = st.accepted.value.removal;
+      if (rm.ring !== mine.ring || this.state.removals.has(removalKey(rm.target, rm.after))) {
+        this.acceptedAt.delete(inst);
+        continue;
+      }
+      const since = this.acceptedAt.get(inst);
+      if (since === undefined) {
+        this.acceptedAt.set(inst, now);
+        continue;
+      }
+      if (now - since < 2 * this.t.rmpeerMs || this.removals.running(inst) || this.mesh.isReachable(rm.target)) continue;
+      const together = new Set([rm.target]);
+      const { required, unreachable } = this.removalQuorum(together);
+      if (unreachable.length > 0) continue;
+      this.acceptedAt.set(inst, now);
+      this.log('info', 'IPAM finishing an agreed removal nobody published', { peer: rm.target });
+      this.removals.remove(rm.target, rm.after, together, required).catch((e: unknown) => {
+        this.log('info', 'IPAM could not finish a removal yet', { peer: rm.target, error: (e as Error).message });
+      });
+    }
   }
 
   private resolvePeer(nameOrNickname: string): PeerName {
@@ -987,8 +1060,12 @@ export class Ipam implements Gossiper {
         return;
       }
     }
-    if (!refusal && m.type === 'accept' && m.value.kind === 'removal') {
-      // Never agree to give away space this peer owns or is handing over.
+    const prior = this.acceptors.get(m.inst)?.accepted;
+    const sameAsAccepted = m.type === 'accept' && prior !== undefined && prior !== null && paxosValueKey(prior.value) === paxosValueKey(m.value);
+    if (!refusal && m.type === 'accept' && m.value.kind === 'removal' && !sameAsAccepted) {
+      // Never agree to give away space this peer owns or is handing over
+      // (unless it is the value we already accepted: it may have been
+      // chosen, and another proposer is only finishing the job).
       const mine = this.mine();
       const given = normalize(m.value.removal.heirs.flatMap((h) => h.ranges));
       const clash = intersect(given, union(mine.ranges, mine.outgoing.flatMap((t) => t.ranges)));
@@ -1010,6 +1087,7 @@ export class Ipam implements Gossiper {
       return;
     }
     this.acceptors.set(m.inst, r.next);
+    if (m.type === 'accept' && m.value.kind === 'removal') this.acceptedAt.set(m.inst, this.now());
     this.markDirty();
     const { inst, ballot } = m;
     this.afterPersist(() => {
@@ -1353,6 +1431,7 @@ export class Ipam implements Gossiper {
   private tick(): void {
     this.timer(this.t.tickMs, () => this.tick());
     this.reconcile();
+    this.finishDanglingRemovals();
   }
 
   // ================================================================ persistence and sending
@@ -1434,7 +1513,7 @@ export class Ipam implements Gossiper {
     const h = this.timers.setTimeout(() => {
       this.handles.delete(h);
       if (this.phase === 'running') this.safely(fn);
-    }, ms);
+    }, Math.max(0, Math.ceil(ms)));
     this.handles.add(h);
     return h;
   }
@@ -1443,6 +1522,11 @@ export class Ipam implements Gossiper {
     if (h === null || h === undefined) return;
     this.timers.clearTimeout(h);
     this.handles.delete(h);
+  }
+
+  /** Whole milliseconds: times go on the wire as integers. */
+  private now(): number {
+    return Math.floor(this.timers.now());
   }
 
   private safely(fn: () => void): void {

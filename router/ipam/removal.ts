@@ -11,9 +11,10 @@ import type { GossipState, PeerRecord, Removal, RingId, Transfer } from './types
  *  - its ranges;
  *  - transfers it issued that their recipient will never adopt (recipient
  *    removed, retired, gone to another ring, or removed in the same command);
- *  - transfers issued to it by donors already removed, unless the donor's
- *    removal already gave them to heirs.
- * A transfer between two dead peers thus belongs to exactly one removal.
+ *  - transfers issued to it that it never adopted and whose donor will never
+ *    take back (donor removed or retired).
+ * A transfer between two dead peers belongs to whichever removal comes
+ * first; the later one sees the earlier one's heirs already cover it.
  */
 export function removalHoldings(
   state: GossipState,
@@ -24,6 +25,7 @@ export function removalHoldings(
 ): Range[] {
   const target = frozen.peer;
   const live = ringRecords(state, range, ring);
+  const givenBy = (p: PeerName) => normalize([...state.removals.values()].filter((r) => r.ring === ring && r.target === p).flatMap((r) => r.heirs.flatMap((h) => h.ranges)));
   const out: Range[] = [...frozen.ranges];
   for (const t of frozen.outgoing) {
     const rec = live.get(t.to);
@@ -31,17 +33,63 @@ export function removalHoldings(
     const adopted = Math.max(recipientRemoval?.frozen.adopted.get(target) ?? 0, rec?.adopted.get(target) ?? 0);
     if (adopted >= t.seq) continue;
     const willAdopt = rec !== undefined && !rec.retired && !together.has(t.to);
-    if (!willAdopt) out.push(...t.ranges);
+    if (!willAdopt) out.push(...subtract(normalize(t.ranges), givenBy(t.to)));
   }
+  out.push(...strandedTo(state, range, ring, frozen));
+  return subtract(normalize(out), claimedByOthers(state, range, ring, frozen, together));
+}
+
+/**
+ * Space other live ring peers own or are being handed. A removal never gives
+ * that away: if the frozen record still lists it, the record is stale (the
+ * target handed the space on in a version only a now-dead peer saw). A
+ * copy the target's own record proves stale (it adopted from that peer
+ * after the copy) is not counted, so space is not stranded either.
+ */
+export function claimedByOthers(state: GossipState, range: Cidr, ring: RingId, frozen: PeerRecord, together: ReadonlySet<PeerName>): Range[] {
+  const out: Range[] = [];
+  for (const rec of ringRecords(state, range, ring).values()) {
+    if (rec.peer === frozen.peer || together.has(rec.peer)) continue;
+    if ((frozen.adopted.get(rec.peer) ?? 0) > rec.transferSeq) continue; // stale copy
+    out.push(...rec.ranges);
+    for (const t of rec.outgoing) if (t.to !== frozen.peer) out.push(...t.ranges);
+  }
+  // Heir transfers still on their way (once adopted, the heir's record
+  // says what it holds; it may have passed the space on since).
+  const live = ringRecords(state, range, ring);
   for (const rm of state.removals.values()) {
-    if (rm.ring !== ring || rm.target === target) continue;
-    const heirRanges = normalize(rm.heirs.flatMap((h) => h.ranges));
-    for (const t of rm.frozen.outgoing) {
-      if (t.to !== target || (frozen.adopted.get(rm.target) ?? 0) >= t.seq) continue;
-      out.push(...subtract(normalize(t.ranges), heirRanges));
+    if (rm.ring !== ring || rm.target === frozen.peer) continue;
+    for (const h of rm.heirs) {
+      if (h.to === frozen.peer || (live.get(h.to)?.adopted.get(rm.target) ?? 0) >= h.seq) continue;
+      out.push(...h.ranges);
     }
   }
   return normalize(out);
+}
+
+/**
+ * Space handed to `frozen`'s peer that it never adopted and that nobody
+ * else will take back: transfers from donors that are removed or retired,
+ * and heir transfers of removals (a removal agreed while its heir was still
+ * alive can be published after the heir died or left). Minus what some
+ * removal already gave away.
+ */
+export function strandedTo(state: GossipState, range: Cidr, ring: RingId, frozen: PeerRecord): Range[] {
+  const target = frozen.peer;
+  const live = ringRecords(state, range, ring);
+  const givenBy = (p: PeerName) => normalize([...state.removals.values()].filter((r) => r.ring === ring && r.target === p).flatMap((r) => r.heirs.flatMap((h) => h.ranges)));
+  const out: Range[] = [];
+  const notAdopted = (donor: PeerName, t: Transfer) => t.to === target && (frozen.adopted.get(donor) ?? 0) < t.seq;
+  for (const rm of state.removals.values()) {
+    if (rm.ring !== ring || rm.target === target) continue;
+    for (const t of rm.frozen.outgoing) if (notAdopted(rm.target, t)) out.push(...subtract(normalize(t.ranges), givenBy(rm.target)));
+    for (const t of rm.heirs) if (notAdopted(rm.target, t)) out.push(...t.ranges);
+  }
+  for (const rec of live.values()) {
+    if (!rec.retired || rec.peer === target) continue;
+    for (const t of rec.outgoing) if (notAdopted(rec.peer, t)) out.push(...subtract(normalize(t.ranges), givenBy(rec.peer)));
+  }
+  return subtract(normalize(out), givenBy(target));
 }
 
 /**

@@ -52,6 +52,8 @@ interface Run {
   readonly after: number;
   readonly together: ReadonlySet<PeerName>;
   readonly required: Set<PeerName>;
+  /** Given for a sweep of an already removed peer; otherwise the newest copy acceptors report. */
+  readonly frozen: PeerRecord | undefined;
   round: ProposerRound<Extra>;
   retry: unknown;
   deadline: unknown;
@@ -75,7 +77,7 @@ export class RemovalProposer {
   constructor(private readonly h: RemovalHost) {}
 
   /** Agree on the removal of `target`; `required` must all promise and accept. */
-  remove(target: PeerName, after: number, together: ReadonlySet<PeerName>, required: readonly PeerName[]): Promise<Removal> {
+  remove(target: PeerName, after: number, together: ReadonlySet<PeerName>, required: readonly PeerName[], frozen?: PeerRecord): Promise<Removal> {
     const ring = this.h.ring();
     if (!ring) return Promise.reject(new IpamError('not-ready', 'no ring'));
     const inst = removalInstance(ring, target, after);
@@ -87,6 +89,7 @@ export class RemovalProposer {
         after,
         together,
         required: new Set(required),
+        frozen,
         round: new ProposerRound(inst, { round: 0, proposer: this.h.me }),
         retry: null,
         deadline: null,
@@ -114,6 +117,10 @@ export class RemovalProposer {
       });
       this.startRound(run);
     });
+  }
+
+  running(inst: string): boolean {
+    return this.runs.has(inst);
   }
 
   /** Finish runs whose removal some other proposer already completed. */
@@ -176,8 +183,8 @@ export class RemovalProposer {
     let value = r.highestAccepted();
     if (!value) {
       // Freeze the newest copy of the target's record any live peer holds.
-      let frozen = this.h.copyOf(run.target);
-      for (const info of r.promises.values()) {
+      let frozen = run.frozen ?? this.h.copyOf(run.target);
+      for (const info of run.frozen ? [] : r.promises.values()) {
         const t = info.extra.target;
         if (t && (!frozen || compareRecords(t, frozen) > 0)) frozen = t;
       }

@@ -38,7 +38,7 @@ export class VirtualClock {
   private readonly cancelled = new Set<number>();
 
   setTimeout(fn: () => void, ms: number): number {
-    const ev = { at: this.now + Math.max(0, ms), seq: ++this.seq, fn };
+    const ev = { at: this.now + Math.max(0, Math.ceil(ms)), seq: ++this.seq, fn };
     // Binary insertion keeps the queue ordered by (at, seq).
     let lo = 0;
     let hi = this.queue.length;
