@@ -48,19 +48,22 @@ export function removalHoldings(
  */
 export function claimedByOthers(state: GossipState, range: Cidr, ring: RingId, frozen: PeerRecord, together: ReadonlySet<PeerName>): Range[] {
   const out: Range[] = [];
-  for (const rec of ringRecords(state, range, ring).values()) {
+  const live = ringRecords(state, range, ring);
+  // Has `to` adopted transfer `seq` from `donor`? (Its live record, or its frozen one if removed.)
+  const adopted = (to: PeerName, donor: PeerName, seq: number) =>
+    Math.max(live.get(to)?.adopted.get(donor) ?? 0, lastRemoval(state, to)?.frozen.adopted.get(donor) ?? 0) >= seq;
+  for (const rec of live.values()) {
     if (rec.peer === frozen.peer || together.has(rec.peer)) continue;
     if ((frozen.adopted.get(rec.peer) ?? 0) > rec.transferSeq) continue; // stale copy
     out.push(...rec.ranges);
-    for (const t of rec.outgoing) if (t.to !== frozen.peer) out.push(...t.ranges);
+    // Transfers on their way; once adopted, the recipient's record says what it holds.
+    for (const t of rec.outgoing) if (t.to !== frozen.peer && !adopted(t.to, rec.peer, t.seq)) out.push(...t.ranges);
   }
-  // Heir transfers still on their way (once adopted, the heir's record
-  // says what it holds; it may have passed the space on since).
-  const live = ringRecords(state, range, ring);
+  // Heir transfers still on their way, likewise.
   for (const rm of state.removals.values()) {
     if (rm.ring !== ring || rm.target === frozen.peer) continue;
     for (const h of rm.heirs) {
-      if (h.to === frozen.peer || (live.get(h.to)?.adopted.get(rm.target) ?? 0) >= h.seq) continue;
+      if (h.to === frozen.peer || adopted(h.to, rm.target, h.seq)) continue;
       out.push(...h.ranges);
     }
   }

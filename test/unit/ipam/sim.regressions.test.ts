@@ -54,6 +54,11 @@ const cases: { name: string; s: Parameters<typeof runScenario>[0]; cmds: Cmd[] }
     s: { seed: 383711, nodes: 5, mode: 'consensus', observer: true },
     cmds: [new Kill('n2'), new Reset('n1'), new Rmpeer('n3', 'n1'), new Alloc('n4'), new Partition(1), new Kill('n4')],
   },
+  {
+    name: 'a reset peer\'s stale outgoing transfer (adopted, then passed on) is not counted as held when removing others',
+    s: { seed: 16, nodes: 5, mode: 'seed', observer: false },
+    cmds: [new Alloc('n4'), new Reset('n1'), new Reset('n2'), new Heal(), new Kill('n4'), new Rmpeer('n3', 'n2')],
+  },
 ];
 
 describe('ipam simulated cluster: regressions', () => {

@@ -360,12 +360,12 @@ export async function runScenario(s: Scenario, cmds: Iterable<Cmd>): Promise<voi
   const someone = sim.up()[0]!;
   if (dead.length > 0) {
     const r = await sim.run(someone.ipam!.rmpeer(dead));
-    if (!r.ok) throw new Error(`final rmpeer ${dead.join(',')} failed: ${r.error.message}\n--- ownership ---\n${sim.describeOwnership()}\n--- recent log ---\n${sim.logs.slice(-40).join('\n')}`);
+    if (!r.ok) throw new Error(`final rmpeer ${dead.join(',')} failed: ${r.error.message}\n--- ownership ---\n${sim.describeOwnership()}\n--- recent log ---\n${sim.logs.slice(-80).join('\n')}`);
     await sim.clock.advance(10_000);
   }
   if (someone.ipam!.ready) {
     const owned = sim.up().reduce((n, x) => n + sim.owned(x.name).reduce((m, r) => m + r.end - r.start, 0), 0);
-    if (owned !== 64) throw new Error(`space lost: live peers own ${owned} of 64 addresses\n${sim.describeOwnership()}`);
+    if (owned !== 64) throw new Error(`space lost: live peers own ${owned} of 64 addresses\n${sim.describeOwnership()}\n--- recent log ---\n${sim.logs.slice(-60).join('\n')}`);
   }
   real.check('final rmpeer');
   for (const n of sim.up()) await n.ipam!.stop();
