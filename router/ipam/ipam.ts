@@ -782,7 +782,11 @@ export class Ipam implements Gossiper {
       const rec = this.state.records.get(target);
       if (last && last.ring === mine.ring && (!rec || rec.version <= last.frozen.version)) continue; // swept below
       if (!rec && !this.isVirtualClaimant(target)) throw new IpamError('invalid', `peer ${target} has no IPAM state in this ring`);
-      report(target, await this.removals.remove(target, last ? last.frozen.version : -1, together, required));
+      // A dead peer of another ring (a split brain it never came back to
+      // re-home from) holds nothing in ours: removing it only releases the
+      // addresses it reported in use.
+      const foreign = rec && rec.ring !== mine.ring ? { ...rec, ranges: [], outgoing: [] } : undefined;
+      report(target, await this.removals.remove(target, last ? last.frozen.version : -1, together, required, foreign));
     }
     // Space handed to a removed (or retired) peer after its removal was
     // agreed, that it never adopted: a further removal of it ("sweep") gives
@@ -947,7 +951,8 @@ export class Ipam implements Gossiper {
     const others = this.mesh
       .peers()
       .map((p) => p.name)
-      .filter((p) => !together.has(p) && (p === this.me || this.mesh.isReachable(p)));
+      // Peers with another range cannot hold space in ours (and cannot decode our messages).
+      .filter((p) => !together.has(p) && !this.rangeMismatch.has(p) && (p === this.me || this.mesh.isReachable(p)));
     return {
       required: [...new Set([...ringPeers, ...others])].sort(),
       unreachable: ringPeers.filter((p) => p !== this.me && !this.mesh.isReachable(p)),

@@ -455,6 +455,30 @@ describe('ipam cluster: split brain and range mismatch', () => {
     expectAllocationsOwned(sim);
   });
 
+  it('a dead peer of the losing ring is reported until rmpeer releases its addresses', async () => {
+    const sim = net(4, () => ({ kind: 'consensus', n: 2 }));
+    sim.partition([['n1', 'n2'], ['n3', 'n4']]);
+    await sim.start('n1');
+    await sim.start('n2');
+    await sim.clock.advance(10_000);
+    await sim.start('n3');
+    await sim.start('n4');
+    await sim.clock.advance(10_000);
+    await alloc(sim, 'n4', 'on-dead-host');
+    await sim.clock.advance(3_000);
+    sim.kill('n4');
+    sim.heal();
+    await sim.clock.advance(20_000);
+    const st = sim.node('n1').ipam!.status();
+    expect(st.conflicts.find((c) => c.kind === 'split-brain')?.message).toMatch(/\(n4\)/);
+    const r = await sim.run(sim.node('n1').ipam!.rmpeer('n4'));
+    expect(r.ok, !r.ok ? r.error.message : '').toBe(true);
+    await sim.clock.advance(5_000);
+    expect(sim.node('n1').ipam!.status().conflicts).toEqual([]);
+    expect(totalOwned(sim)).toBe(256);
+    expectDisjointOwnership(sim);
+  });
+
   it('a peer with a different range is refused with a clear message and the connection survives', async () => {
     const sim = net(2, () => ({ kind: 'consensus', n: 1 }), '10.32.0.0/24', 1, { rangeFor: (n: string) => (n === 'n2' ? '10.40.0.0/16' : undefined) });
     await startAll(sim);
