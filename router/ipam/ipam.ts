@@ -160,7 +160,6 @@ export interface ResolveResult {
   message: string;
 }
 
-
 function toResult(a: Allocation): AllocationResult {
   const address = formatAddress(a.address);
   return {
@@ -386,7 +385,13 @@ export class Ipam implements Gossiper {
     this.markDirty();
     this.reconcile();
     this.timer(this.t.tickMs, () => this.tick());
-    await this.whenPersisted(this.persister.current, this.timers.now() + 60_000);
+    try {
+      await this.whenPersisted(this.persister.current, this.timers.now() + 60_000);
+    } catch (e) {
+      // A failed start stops what it started.
+      await this.stop();
+      throw e;
+    }
     this.log('info', 'IPAM started', {
       range: formatCidr(this.range),
       mode: this.init.kind,

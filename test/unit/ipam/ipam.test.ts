@@ -178,6 +178,30 @@ describe('ipam gossip hooks', () => {
   });
 });
 
+describe('ipam persistence failures', () => {
+  it('an allocation that cannot be saved is not acknowledged; status says why; saving resumes', async () => {
+    const sim = new SimNet({ seed: 5, range: '10.32.0.0/24', nodes: 1, init: () => ({ kind: 'consensus', n: 1 }), timeouts: { allocateMs: 3_000 } });
+    await sim.start('n1');
+    await sim.clock.advance(1_000);
+    const ipam = sim.node('n1').ipam!;
+    sim.node('n1').store.dead = true; // disk full, read-only...
+    const r = await sim.run(ipam.allocate('c1', 'eth0'));
+    expect(r.ok).toBe(false);
+    if (!r.ok) {
+      expect((r.error as IpamError).code).toBe('store');
+      expect(r.error.message).toMatch(/state not saved in time: process is dead/);
+    }
+    expect(ipam.status().conflict?.kind).toBe('store');
+    sim.node('n1').store.dead = false;
+    await sim.clock.advance(3_000);
+    expect(ipam.status().conflict).toBeNull();
+    // The retry gets the same address, now durable.
+    const again = await sim.run(ipam.allocate('c1', 'eth0'));
+    expect(again.ok).toBe(true);
+    expect(sim.node('n1').store.peek()!.allocations.map((a) => a.containerId)).toEqual(['c1']);
+  });
+});
+
 describe('ipam status and events', () => {
   it('reports the DESIGN §3 fields and more, and renders a table', async () => {
     const { sim, n1 } = await pair();
