@@ -1,9 +1,9 @@
-// Wire codec for the IPAM gossip channel (msgpack via msgpackr). Messages
+// Wire codec for the IPAM gossip channel (MessagePack via @msgpack/msgpack). Messages
 // are positional arrays; every limit is checked while decoding, before
 // anything is merged, so a malformed message costs a bounded amount of work
 // and ends as one DecodeError naming the field. Decoders never throw
 // anything else.
-import { Packr } from 'msgpackr';
+import { decode, encode } from '@msgpack/msgpack';
 import type { PeerName } from '../../mesh/types.js';
 import { type Cidr, parseCidr, formatCidr } from './addr.js';
 import { type Range, flatten, isNormalized, unflatten } from './ranges.js';
@@ -75,7 +75,6 @@ export type IpamMessage =
   | { readonly type: 'space-denied'; readonly reqId: number; readonly reason: string }
   | PaxosMessage;
 
-const packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: false, int64AsType: 'number' });
 
 // ---------------------------------------------------------------- encode
 
@@ -170,7 +169,7 @@ export function messageToPlain(m: IpamMessage): unknown[] {
 }
 
 export function encodeMessage(m: IpamMessage): Uint8Array {
-  return packr.pack(messageToPlain(m));
+  return Buffer.from(encode(messageToPlain(m)));
 }
 
 // ---------------------------------------------------------------- decode
@@ -416,7 +415,7 @@ export function decodeMessage(bytes: Uint8Array, range: Cidr): IpamMessage {
   if (bytes.length > LIMITS.messageBytes) throw new DecodeError(`message: ${bytes.length} bytes exceed the limit of ${LIMITS.messageBytes}`);
   let plain: unknown;
   try {
-    plain = packr.unpack(bytes);
+    plain = decode(bytes);
   } catch (e) {
     throw new DecodeError(`message: not valid msgpack (${(e as Error).message?.slice(0, 120)})`);
   }

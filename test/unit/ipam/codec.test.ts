@@ -1,14 +1,14 @@
 // The wire codec: round trips, and every malformed input ends as one
 // DecodeError naming the field (never another exception).
 import fc from 'fast-check';
-import { Packr } from 'msgpackr';
+import { encode } from '@msgpack/msgpack';
 import { describe, expect, it } from 'vitest';
 import { DecodeError, LIMITS, decodeMessage, encodeMessage, type IpamMessage } from '../../../router/ipam/codec.js';
 import { digest, mergeItems } from '../../../router/ipam/state.js';
 import { emptyState } from '../../../router/ipam/types.js';
 import { items, RANGE } from './arbitraries.js';
 
-const packr = new Packr({ useRecords: false });
+const packr = { pack: (v: unknown): Uint8Array => encode(v) };
 
 describe('IPAM wire codec', () => {
   it('round-trips state messages', () => {
