@@ -8,6 +8,7 @@ import type { StatusJson } from '../router/status.js';
 import { formatStatus, type StatusView } from '../router/status-text.js';
 import { VERSION } from '../router/version.js';
 import { launch } from './launch.js';
+import { removeHostState } from '../router/daemon.js';
 import { DEFAULT_BIN_DIR, DEFAULT_CONF_DIR, installCni } from '../router/cni/install.js';
 
 const USAGE = `usage: meshnet COMMAND [ARGS]
@@ -15,7 +16,11 @@ const USAGE = `usage: meshnet COMMAND [ARGS]
   connect HOST[:PORT]... [--replace]
   forget HOST[:PORT]...
   status [peers|connections|ipam|targets] [--json]
+  expose [CIDR]               give this host an address on the overlay
+  rmpeer PEER                 reclaim a dead peer's address space (name or nickname)
+  resolve --keep PEER|RING    settle an IPAM conflict (see docs/ipam.md)
   stop                        stop the router; kernel state and allocations stay
+  reset [--state-dir DIR]     give our address space away, stop, remove bridge, vxlan, TAP and state
   install-cni [--bin-dir /opt/cni/bin] [--conf-dir /etc/cni/net.d]
   version
 Every command takes --run-dir DIR (env MESHNET_RUN_DIR, default ${DEFAULTS.runDir}).`;
@@ -38,6 +43,20 @@ class UsageError extends Error {}
 function runDirOf(flags: Map<string, string | true>): string {
   const v = flags.get('--run-dir');
   return typeof v === 'string' ? v : (process.env['MESHNET_RUN_DIR'] ?? DEFAULTS.runDir);
+}
+
+/** Return once the daemon has let go of its socket. */
+async function waitStopped(runDir: string): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  while (Date.now() < deadline) {
+    try {
+      await callApi(runDir, 'GET', '/version', undefined, 1_000);
+    } catch (err) {
+      if (err instanceof ApiUnavailable) return;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('the daemon did not stop within 15 s');
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -82,17 +101,48 @@ async function main(argv: string[]): Promise<number> {
       const { flags } = parseArgs(rest, { '--run-dir': 'value' });
       const runDir = runDirOf(flags);
       await callApi(runDir, 'POST', '/stop');
-      // Return once the daemon has let go of its socket.
-      const deadline = Date.now() + 15_000;
-      while (Date.now() < deadline) {
-        try {
-          await callApi(runDir, 'GET', '/version', undefined, 1_000);
-        } catch (err) {
-          if (err instanceof ApiUnavailable) return 0;
-        }
-        await new Promise((r) => setTimeout(r, 100));
+      await waitStopped(runDir);
+      return 0;
+    }
+    case 'expose': {
+      const { positional, flags } = parseArgs(rest, { '--run-dir': 'value' });
+      if (positional.length > 1) throw new UsageError('expose takes at most one CIDR');
+      const r = await callApi<{ cidr: string }>(runDirOf(flags), 'POST', '/expose', positional[0] ? { cidr: positional[0] } : {});
+      console.log(r.cidr);
+      return 0;
+    }
+    case 'rmpeer': {
+      const { positional, flags } = parseArgs(rest, { '--run-dir': 'value' });
+      if (positional.length !== 1) throw new UsageError('rmpeer needs exactly one peer name or nickname');
+      const r = await callApi<{ message: string }>(runDirOf(flags), 'DELETE', `/peer/${encodeURIComponent(positional[0]!)}`, undefined, 60_000);
+      console.log(r.message);
+      return 0;
+    }
+    case 'resolve': {
+      const { positional, flags } = parseArgs(rest, { '--run-dir': 'value', '--keep': 'value' });
+      const keep = flags.get('--keep');
+      if (positional.length || typeof keep !== 'string') throw new UsageError('resolve needs --keep PEER|RING');
+      const r = await callApi<{ message: string }>(runDirOf(flags), 'POST', '/ipam/resolve', { keep }, 60_000);
+      console.log(r.message);
+      return 0;
+    }
+    case 'reset': {
+      const { positional, flags } = parseArgs(rest, { '--run-dir': 'value', '--state-dir': 'value' });
+      if (positional.length) throw new UsageError('reset takes no arguments');
+      const runDir = runDirOf(flags);
+      try {
+        process.stderr.write('meshnet: handing this peer\'s address space to a live peer\n');
+        const r = await callApi<{ handover: { message: string } }>(runDir, 'POST', '/reset', undefined, 60_000);
+        process.stderr.write(`meshnet: ${r.handover.message}\nmeshnet: waiting for the router to stop and remove its devices and state\n`);
+        await waitStopped(runDir);
+      } catch (err) {
+        if (!(err instanceof ApiUnavailable)) throw err;
+        // Not running: remove what it left behind ourselves.
+        const stateDir = typeof flags.get('--state-dir') === 'string' ? (flags.get('--state-dir') as string) : DEFAULTS.stateDir;
+        process.stderr.write(`meshnet: the router is not running; removing its devices and the state in ${stateDir}\n`);
+        removeHostState(stateDir);
       }
-      throw new Error('the daemon did not stop within 15 s');
+      return 0;
     }
     case 'install-cni': {
       const { positional, flags } = parseArgs(rest, { '--run-dir': 'value', '--bin-dir': 'value', '--conf-dir': 'value' });

@@ -24,6 +24,8 @@ export interface ApiRequest {
 }
 
 export type Handler = (req: ApiRequest) => unknown;
+/** A route that reads and answers the HTTP exchange itself (the CNI protocol). */
+export type RawHandler = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
 
 interface Route {
   method: string;
@@ -36,6 +38,7 @@ const MAX_BODY = 1024 * 1024;
 
 export class ApiServer {
   private readonly routes: Route[] = [];
+  private readonly raw = new Map<string, RawHandler>();
   private server: Server | undefined;
 
   constructor(private readonly socketPath: string) {}
@@ -50,6 +53,11 @@ export class ApiServer {
       })}$`,
     );
     this.routes.push({ method, pattern, keys, handler });
+  }
+
+  /** Register a handler that owns the whole exchange for `METHOD /exact/path`. */
+  rawRoute(method: string, path: string, handler: RawHandler): void {
+    this.raw.set(`${method} ${path}`, handler);
   }
 
   async listen(): Promise<void> {
@@ -86,6 +94,16 @@ export class ApiServer {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://meshnet');
+    const raw = this.raw.get(`${req.method} ${url.pathname}`);
+    if (raw) {
+      try {
+        return await raw(req, res);
+      } catch (err) {
+        if (!res.headersSent) return send(res, 500, { error: err instanceof Error ? err.message : String(err) });
+        res.destroy();
+        return;
+      }
+    }
     try {
       const body = await readBody(req);
       for (const r of this.routes) {

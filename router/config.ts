@@ -3,6 +3,7 @@
 // value, so the CLI can print it as it is.
 
 import { isIP } from 'node:net';
+import { parseInitMode, parseRange } from './ipam/init.js';
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -11,14 +12,13 @@ export class ConfigError extends Error {
   }
 }
 
-export type IpamInit = { mode: 'consensus'; quorum?: number } | { mode: 'seed'; peers: string[] } | { mode: 'observer' };
-
 export interface LaunchConfig {
   peers: string[];
   /** Passwords accepted, preferred first (rotation adds more); empty = unencrypted. */
   passwords: string[];
   ipallocRange: string;
-  ipallocInit: IpamInit;
+  /** `--ipalloc-init` as given (validated); undefined means consensus. */
+  ipallocInit: string | undefined;
   name?: string;
   nickname?: string;
   host: string;
@@ -138,8 +138,13 @@ export function parseLaunchArgs(argv: string[], env: ConfigEnv, readFile: (path:
   if (passwords.some((p) => p.length === 0)) throw new ConfigError('--password: the password is empty');
 
   const range = str('--ipalloc-range') ?? env.IPALLOC_RANGE ?? DEFAULTS.ipallocRange;
-  parseCidr(range, '--ipalloc-range');
-  const init = parseIpamInit(str('--ipalloc-init'), positional.length);
+  const init = str('--ipalloc-init');
+  try {
+    parseRange(range);
+    parseInitMode(init, positional.length);
+  } catch (err) {
+    throw new ConfigError((err as Error).message.replace(/^invalid (--[a-z-]+) /, '$1: '));
+  }
 
   const name = str('--name');
   if (name !== undefined && !/^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/.test(name)) {
@@ -200,25 +205,6 @@ export function readPasswordFile(path: string, readFile: (path: string) => strin
   const pw = text.replace(/\r?\n$/, '');
   if (pw.length === 0) throw new ConfigError(`--password-file: ${path} is empty`);
   return pw;
-}
-
-export function parseIpamInit(value: string | undefined, launchPeers: number): IpamInit {
-  if (value === undefined || value === 'consensus') return { mode: 'consensus' };
-  if (value === 'observer') return { mode: 'observer' };
-  const c = /^consensus=(\d+)$/.exec(value);
-  if (c) {
-    const quorum = Number(c[1]);
-    if (quorum < 1) throw new ConfigError(`--ipalloc-init: consensus=${c[1]} must be at least 1`);
-    return { mode: 'consensus', quorum };
-  }
-  const s = /^seed=(.+)$/.exec(value);
-  if (s) {
-    const peers = s[1]!.split(',').filter(Boolean);
-    if (peers.length === 0) throw new ConfigError('--ipalloc-init: seed= needs at least one peer name');
-    return { mode: 'seed', peers };
-  }
-  void launchPeers;
-  throw new ConfigError(`--ipalloc-init: "${value}" is not consensus[=N], seed=PEER,... or observer`);
 }
 
 export function parsePort(v: string, what: string): number {

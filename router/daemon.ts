@@ -2,7 +2,8 @@
 // launch config, starts them in order, and stops what already started if a
 // later one fails (so a failed launch leaves no socket or port behind).
 
-import { mkdirSync, unlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Logger as Pino } from 'pino';
@@ -19,6 +20,10 @@ import { createLogger, RecentErrors } from './logger.js';
 import { Metrics, MetricsServer } from './metrics.js';
 import { meshStatus, type StatusJson } from './status.js';
 import { VERSION } from './version.js';
+import { IpamService } from './ipam-service.js';
+import { ipamFeatures as ipamFeaturesOf, parseRange } from './ipam/index.js';
+import { CNI_HTTP_PATH, createCniService, IpHostNetwork, serveCniHttp, type CniLog, type CniService } from './cni/index.js';
+import { bridgeMac } from './cni/names.js';
 
 export class StartError extends Error {
   constructor(message: string) {
@@ -38,6 +43,8 @@ export class Daemon {
   readonly log: Pino;
   readonly recent = new RecentErrors();
   mesh!: Mesh;
+  ipam!: IpamService;
+  cni!: CniService;
   api!: ApiServer;
   private readonly started: Startable[] = [];
   private stopping: Promise<void> | undefined;
@@ -84,6 +91,8 @@ export class Daemon {
       secrets.push({ id: passwordId(key), key });
     }
 
+    // The IPAM range travels in every handshake: a peer with another range is refused.
+    const ipamFeatures = ipamFeaturesOf(parseRange(cfg.ipallocRange));
     this.mesh = new Mesh({
       name,
       nickname: cfg.nickname ?? hostname().split('.')[0]!.slice(0, 63),
@@ -93,14 +102,28 @@ export class Daemon {
       defaultPort: 6783,
       secrets,
       connLimit: cfg.connLimit,
+      features: ipamFeatures,
+      checkFeatures: (remote) => this.ipam.checkFeatures(remote),
       logger: this.log,
       onIncarnation: (inc) => saveIdentity(cfg.stateDir, { name, incarnation: inc }),
     });
+    this.ipam = new IpamService({ range: cfg.ipallocRange, init: cfg.ipallocInit, launchPeers: cfg.peers.length, stateDir: cfg.stateDir }, this.mesh, this.log);
+    // IPAM loads its state before any gossip can arrive.
+    await this.add({ name: 'IPAM', start: () => this.ipam.start(), stop: () => this.ipam.stop() });
     await this.add({ name: 'mesh', start: () => this.mesh.start(), stop: () => this.mesh.stop() });
+    enableForwarding(this.log);
+    this.cni = createCniService({
+      allocator: this.ipam.cniAllocator(),
+      runDir: cfg.runDir,
+      defaultMtu: () => this.overlayMtu(),
+      log: cniLog(this.log),
+    });
 
     this.api = new ApiServer(join(cfg.runDir, 'meshnet.sock'));
     this.registerRoutes();
     await this.add({ name: 'control API', start: () => this.api.listen(), stop: () => this.api.close() });
+    // DELs the plugin parked while we were down are finished before new work.
+    await this.cni.drainPending();
 
     if (cfg.metricsAddr) {
       const addr = cfg.metricsAddr;
@@ -130,12 +153,32 @@ export class Daemon {
   status(): StatusJson {
     return {
       ...meshStatus(this.mesh, this.config.trustedSubnets),
-      ipam: { range: this.config.ipallocRange, ready: false, status: 'IPAM is not running', owned: 0, allocated: 0, ranges: [] },
+      ipam: this.ipamStatus(),
     };
+  }
+
+  private ipamStatus(): StatusJson['ipam'] {
+    const st = this.ipam.ipam.status();
+    const problems = st.conflicts.map((c) => c.message);
+    return { ...st, ...(problems.length ? { problems } : {}) };
+  }
+
+  /** The MTU pods get when their config says 0: --mtu, else the underlay's minus VXLAN overhead. */
+  overlayMtu(): number {
+    return this.config.mtu ?? 1450;
   }
 
   private registerRoutes(): void {
     const api = this.api;
+    this.ipam.registerRoutes(api);
+    api.rawRoute('POST', CNI_HTTP_PATH, (req, res) => serveCniHttp(this.cni, req, res));
+    api.route('POST', '/expose', async (req) => {
+      const cidr = (req.body as { cidr?: unknown } | undefined)?.cidr;
+      if (cidr !== undefined && typeof cidr !== 'string') throw new ApiError(400, '"cidr" must be a string');
+      const host = await this.ipam.hostAddress(cidr);
+      await new IpHostNetwork().ensureBridge({ name: 'meshnet', gateway: host.address, prefixLength: host.prefixLength, mtu: this.overlayMtu(), mac: bridgeMac(host.address) });
+      return host;
+    });
     const addresses = (body: unknown): string[] => {
       const peers = (body as { peers?: unknown } | undefined)?.peers;
       if (!Array.isArray(peers) || peers.some((p) => typeof p !== 'string')) throw new ApiError(400, 'body must be {"peers": ["host[:port]", ...]}');
@@ -153,10 +196,22 @@ export class Daemon {
       return { targets: this.mesh.directTargets() };
     });
     api.route('POST', '/forget', (req) => ({ forgotten: this.mesh.forget(addresses(req.body)) }));
+    api.route('POST', '/reset', async () => {
+      // Hand our address space to a live peer first: afterwards there is no state to give it from.
+      const handover = await this.ipam.handover();
+      setImmediate(() => void this.reset());
+      return { handover };
+    });
     api.route('POST', '/stop', () => {
       setImmediate(() => void this.stop('stop requested'));
       return { stopping: true };
     });
+  }
+
+  /** Stop, then remove this host's bridge, vxlan and TAP and its state (`meshnet reset`). */
+  async reset(): Promise<void> {
+    await this.stop('reset requested');
+    removeHostState(this.config.stateDir);
   }
 
   /** Stop everything (kernel state and allocations stay). Idempotent. */
@@ -195,4 +250,32 @@ function unlinkQuiet(path: string): void {
   } catch {
     /* already gone */
   }
+}
+
+/** Pods reached from other hosts (and portmap) need IP forwarding on this host. */
+function enableForwarding(log: Pino): void {
+  try {
+    if (readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim() !== '1') {
+      writeFileSync('/proc/sys/net/ipv4/ip_forward', '1\n');
+      log.info({}, 'enabled IPv4 forwarding (net.ipv4.ip_forward=1)');
+    }
+  } catch (err) {
+    log.warn({ err: (err as Error).message }, 'could not enable IPv4 forwarding; pods may not be reachable from other hosts');
+  }
+}
+
+function cniLog(log: Pino): CniLog {
+  return (level, msg, fields) => log[level](fields ?? {}, msg);
+}
+
+/** What `reset` removes: the datapath's devices and the state files. */
+export function removeHostState(stateDir: string): void {
+  for (const dev of ['meshnet', 'meshnet-vxlan', 'meshnet-sleeve']) {
+    try {
+      execFileSync('ip', ['link', 'del', dev], { stdio: 'ignore' });
+    } catch {
+      /* not there */
+    }
+  }
+  for (const f of ['peer.json', 'ipam.state']) rmSync(join(stateDir, f), { force: true });
 }
