@@ -8,6 +8,8 @@ export interface FastdpConfig {
   vxlan: string;
   /** The sleeve TAP, a port of the bridge when the sleeve runs. */
   sleeve: string;
+  /** The heartbeat TAP: fastdp heartbeats enter and leave the bridge here (the sleeve TAP is isolated from the vxlan). */
+  heartbeat: string;
   /** UDP port of the vxlan (6784). */
   port: number;
   /** VXLAN network identifier; every peer of a network must use the same one. */
@@ -22,6 +24,7 @@ export const DEFAULTS = {
   bridge: 'meshnet',
   vxlan: 'meshnet-vxlan',
   sleeve: 'meshnet-sleeve',
+  heartbeat: 'meshnet-hb',
   port: 6784,
   /** ASCII "mn". Any 24-bit value works; it only has to match across peers. */
   vni: 0x6d6e,

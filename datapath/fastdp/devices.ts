@@ -23,18 +23,46 @@ import type { BridgePortFlags, Link, LinkChange, VxlanSpec } from '../netlink/ty
 import { overlayMtu, type FastdpConfig } from './config.js';
 import type { DeviceKernel } from './kernel.js';
 
-/** Port settings of the vxlan on the bridge. */
-export const VXLAN_PORT_FLAGS: Required<Pick<BridgePortFlags, 'learning' | 'unicastFlood' | 'neighSuppress'>> = {
+type PortFlags = Required<Pick<BridgePortFlags, 'learning' | 'unicastFlood' | 'neighSuppress' | 'isolated'>> & BridgePortFlags;
+
+/**
+ * Port settings of the vxlan on the bridge. Isolated, like the sleeve TAP:
+ * the bridge never forwards between two isolated ports, so a frame that
+ * arrived over one datapath never leaves over the other (no broadcast loops
+ * between fastdp and sleeve peers, no duplicate deliveries).
+ */
+export const VXLAN_PORT_FLAGS: PortFlags = {
   learning: false,
   unicastFlood: false,
   neighSuppress: true,
+  isolated: true,
 };
 
-/** Port settings of the sleeve TAP on the bridge (its MACs are pinned too). */
-export const SLEEVE_PORT_FLAGS: Required<Pick<BridgePortFlags, 'learning' | 'unicastFlood' | 'neighSuppress'>> = {
+/**
+ * Port settings of the sleeve TAP on the bridge. Known MACs are pinned to it;
+ * unknown unicast is flooded to it too (only from local ports: it is
+ * isolated from the vxlan), so the daemon can deliver frames to MACs it
+ * learned from the sleeve, or drop and count them.
+ */
+export const SLEEVE_PORT_FLAGS: PortFlags = {
+  learning: false,
+  unicastFlood: true,
+  neighSuppress: true,
+  isolated: true,
+};
+
+/**
+ * Port settings of the heartbeat TAP: only frames to our heartbeat MAC
+ * (pinned) reach it, nothing is flooded to it; not isolated, since
+ * heartbeats pass between it and the vxlan.
+ */
+export const HEARTBEAT_PORT_FLAGS: PortFlags = {
   learning: false,
   unicastFlood: false,
+  multicastFlood: false,
+  broadcastFlood: false,
   neighSuppress: true,
+  isolated: false,
 };
 
 export interface DeviceSpec {
@@ -232,25 +260,35 @@ export async function ensureDevices(k: DeviceKernel, cfg: FastdpConfig): Promise
   throw new Error(`fastdp: devices do not converge: ${left.map(describeAction).join('; ')}`);
 }
 
-/** Attach the sleeve TAP (if it exists) to the bridge with its port settings. Returns false when there is no TAP. */
-export async function ensureSleevePort(k: DeviceKernel, cfg: FastdpConfig, mtu: number): Promise<boolean> {
-  const tap = await k.getLink(cfg.sleeve);
+/** Attach a TAP (if it exists) to the bridge with the given port settings. Returns false when there is no such TAP. */
+export async function ensureTapPort(k: DeviceKernel, cfg: FastdpConfig, name: string, flags: PortFlags, mtu: number): Promise<boolean> {
+  const tap = await k.getLink(name);
   const br = await k.getLink(cfg.bridge);
   if (!tap || !br) return false;
   const change: LinkChange = {};
   if (tap.master !== br.index) change.master = cfg.bridge;
   if (tap.mtu !== mtu) change.mtu = mtu;
   if (!tap.up) change.up = true;
-  if (Object.keys(change).length) await k.setLink(cfg.sleeve, change);
-  const flags = change.master ? { flags: { ...SLEEVE_PORT_FLAGS } } : portFlagChanges(SLEEVE_PORT_FLAGS, tap);
-  if (flags) await k.setBridgePort(cfg.sleeve, flags.flags);
+  if (Object.keys(change).length) await k.setLink(name, change);
+  const set = change.master ? { flags: { ...flags } } : portFlagChanges(flags, tap);
+  if (set) await k.setBridgePort(name, set.flags);
   return true;
 }
 
-/** `meshnet reset`: remove vxlan, sleeve TAP and bridge (missing ones are fine). */
+/** Attach the sleeve TAP (if it exists) to the bridge with its port settings. Returns false when there is no TAP. */
+export function ensureSleevePort(k: DeviceKernel, cfg: FastdpConfig, mtu: number): Promise<boolean> {
+  return ensureTapPort(k, cfg, cfg.sleeve, SLEEVE_PORT_FLAGS, mtu);
+}
+
+/** Attach the heartbeat TAP (if it exists). Its MTU is the overlay MTU: heartbeats are full-size frames. */
+export function ensureHeartbeatPort(k: DeviceKernel, cfg: FastdpConfig, mtu: number): Promise<boolean> {
+  return ensureTapPort(k, cfg, cfg.heartbeat, HEARTBEAT_PORT_FLAGS, mtu);
+}
+
+/** `meshnet reset`: remove vxlan, TAPs and bridge (missing ones are fine). */
 export async function resetDevices(k: DeviceKernel, cfg: FastdpConfig): Promise<string[]> {
   const removed: string[] = [];
-  for (const name of [cfg.vxlan, cfg.sleeve, cfg.bridge]) {
+  for (const name of [cfg.vxlan, cfg.sleeve, cfg.heartbeat, cfg.bridge]) {
     try {
       await k.deleteLink(name);
       removed.push(name);

@@ -4,7 +4,7 @@
 import type { PeerName } from '../../mesh/types.js';
 import { Netlink } from '../netlink/netlink.js';
 import type { FastdpConfig } from './config.js';
-import { ensureDevices, ensureSleevePort, resetDevices, type DevicesReport } from './devices.js';
+import { ensureDevices, ensureHeartbeatPort, ensureSleevePort, resetDevices, type DevicesReport } from './devices.js';
 import type { EntryOp } from './diff.js';
 import type { StoredEntry } from './endpoints.js';
 import type { FastdpKernel } from './kernel.js';
@@ -47,7 +47,7 @@ export class Fastdp {
     private readonly kernel: FastdpKernel,
     readonly config: FastdpConfig,
   ) {
-    this.reconciler = new Reconciler(kernel, { bridge: config.bridge, vxlan: config.vxlan, sleeve: config.sleeve });
+    this.reconciler = new Reconciler(kernel, { bridge: config.bridge, vxlan: config.vxlan, sleeve: config.sleeve, heartbeat: config.heartbeat });
   }
 
   /** A fast datapath driving this process's network namespace through netlink. */
@@ -60,18 +60,25 @@ export class Fastdp {
     return this.mtuValue;
   }
 
-  /** Create or repair bridge and vxlan (and attach the sleeve TAP when it exists). */
-  async ensureDevices(): Promise<DevicesReport & { sleeveAttached: boolean }> {
+  /** Create or repair bridge and vxlan (and attach the sleeve and heartbeat TAPs when they exist). */
+  async ensureDevices(): Promise<DevicesReport & { sleeveAttached: boolean; heartbeatAttached: boolean }> {
     const r = await ensureDevices(this.kernel, this.config);
     this.mtuValue = r.mtu;
     const sleeveAttached = await ensureSleevePort(this.kernel, this.config, r.mtu);
-    return { ...r, sleeveAttached };
+    const heartbeatAttached = await ensureHeartbeatPort(this.kernel, this.config, r.mtu);
+    return { ...r, sleeveAttached, heartbeatAttached };
   }
 
   /** Attach the sleeve TAP once it exists (call after creating it). */
   async attachSleeve(): Promise<boolean> {
     if (this.mtuValue === undefined) throw new Error('fastdp: ensureDevices first');
     return ensureSleevePort(this.kernel, this.config, this.mtuValue);
+  }
+
+  /** Attach the heartbeat TAP once it exists (call after creating it). */
+  async attachHeartbeat(): Promise<boolean> {
+    if (this.mtuValue === undefined) throw new Error('fastdp: ensureDevices first');
+    return ensureHeartbeatPort(this.kernel, this.config, this.mtuValue);
   }
 
   /** Bring kernel entries to `desired`, touching only what differs. */

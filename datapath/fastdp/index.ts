@@ -2,7 +2,19 @@
 export { Fastdp, desiredFromEntries, type LocalView } from './fastdp.js';
 export { FastdpController, type ControllerOptions } from './controller.js';
 export { DEFAULTS, fastdpConfig, overlayMtu, vxlanOverhead, type FastdpConfig } from './config.js';
-export { ensureDevices, ensureSleevePort, planDevices, resetDevices, VXLAN_PORT_FLAGS, SLEEVE_PORT_FLAGS, type DeviceAction, type DevicesReport } from './devices.js';
+export {
+  ensureDevices,
+  ensureSleevePort,
+  ensureHeartbeatPort,
+  planDevices,
+  resetDevices,
+  underlayOf,
+  VXLAN_PORT_FLAGS,
+  SLEEVE_PORT_FLAGS,
+  HEARTBEAT_PORT_FLAGS,
+  type DeviceAction,
+  type DevicesReport,
+} from './devices.js';
 export { computeDesired, emptyDesired, addressMoves, addressView, type DesiredState, type ModelConflict, type ModelInput, type PeerDatapath, type PodEndpoint, type PortRole, type RemotePeer } from './model.js';
 export { diffEntries, applyToActual, emptyActual, type ActualState, type EntryOp } from './diff.js';
 export { Reconciler, applyOps, readActual, MESHNET_NEIGH_PROTOCOL, type ReconcileReport } from './reconcile.js';

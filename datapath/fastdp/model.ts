@@ -13,8 +13,11 @@
 // replication of broadcast and multicast).
 // For heartbeats: each remote peer's heartbeat MAC is pinned to the vxlan
 // port (whatever P's datapath is, since the heartbeat tests the vxlan) and
-// has its vxlan FDB entry; our own heartbeat MAC is pinned to our TAP, so
-// the bridge delivers heartbeats arriving from the vxlan to the daemon.
+// has its vxlan FDB entry; our own heartbeat MAC is pinned to our heartbeat
+// TAP, so the bridge delivers heartbeats arriving from the vxlan to the
+// daemon. (The sleeve TAP and the vxlan are isolated bridge ports: frames
+// never pass between them, so broadcasts cannot loop between the two
+// datapaths; the heartbeat TAP is the one port that talks to the vxlan.)
 //
 // Switching a peer between fastdp and sleeve changes only its pins' port
 // (and its flood entry); neighbour and vxlan entries stay.
@@ -22,7 +25,7 @@
 import type { PeerName } from '../../mesh/types.js';
 
 export type PeerDatapath = 'fastdp' | 'sleeve' | 'none';
-export type PortRole = 'vxlan' | 'sleeve';
+export type PortRole = 'vxlan' | 'sleeve' | 'heartbeat';
 
 export interface PodEndpoint {
   mac: string;
@@ -146,7 +149,7 @@ export function computeDesired(input: ModelInput): { desired: DesiredState; conf
       d.pins.set(p.heartbeatMac, 'vxlan');
     }
   }
-  if (input.heartbeatMac) d.pins.set(input.heartbeatMac, 'sleeve');
+  if (input.heartbeatMac) d.pins.set(input.heartbeatMac, 'heartbeat');
   return { desired: d, conflicts };
 }
 

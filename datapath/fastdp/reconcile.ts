@@ -23,6 +23,7 @@ export interface DeviceNames {
   bridge: string;
   vxlan: string;
   sleeve: string;
+  heartbeat: string;
 }
 
 export interface ReconcileReport {
@@ -33,7 +34,7 @@ export interface ReconcileReport {
   skipped: EntryOp[];
   /** Compensating deletes performed after failures. */
   compensated: EntryOp[];
-  /** Pins not placed because their port does not exist (no sleeve TAP yet). */
+  /** Pins not placed because their port does not exist (no sleeve or heartbeat TAP yet). */
   unplaced: number;
 }
 
@@ -41,13 +42,14 @@ export interface Ports {
   bridge: Link;
   vxlan: Link;
   sleeve: Link | undefined;
+  heartbeat: Link | undefined;
 }
 
 async function ports(k: EntryKernel, names: DeviceNames): Promise<Ports> {
   const bridge = await k.getLink(names.bridge);
   const vxlan = await k.getLink(names.vxlan);
   if (!bridge || !vxlan) throw new Error(`fastdp: ${!bridge ? names.bridge : names.vxlan} does not exist (ensureDevices first)`);
-  return { bridge, vxlan, sleeve: await k.getLink(names.sleeve) };
+  return { bridge, vxlan, sleeve: await k.getLink(names.sleeve), heartbeat: await k.getLink(names.heartbeat) };
 }
 
 /** Our entries as the kernel has them now. */
@@ -62,7 +64,13 @@ export async function readActual(k: EntryKernel, p: Ports, desired?: DesiredStat
     }
   }
   const roleOf = (e: FdbEntry): PortRole | undefined =>
-    e.ifindex === p.vxlan.index ? 'vxlan' : p.sleeve && e.ifindex === p.sleeve.index ? 'sleeve' : undefined;
+    e.ifindex === p.vxlan.index
+      ? 'vxlan'
+      : p.sleeve && e.ifindex === p.sleeve.index
+        ? 'sleeve'
+        : p.heartbeat && e.ifindex === p.heartbeat.index
+          ? 'heartbeat'
+          : undefined;
   for (const e of await k.listFdb()) {
     if (e.self && e.ifindex === p.vxlan.index && e.dst) {
       if (e.mac === ZERO_MAC) actual.floodDsts.add(e.dst);
@@ -77,11 +85,11 @@ export async function readActual(k: EntryKernel, p: Ports, desired?: DesiredStat
 
 /** Drop pins whose port is missing (counted), so reconcile stays idempotent without a TAP. */
 export function placeable(desired: DesiredState, p: Ports): { desired: DesiredState; unplaced: number } {
-  if (p.sleeve) return { desired, unplaced: 0 };
+  if (p.sleeve && p.heartbeat) return { desired, unplaced: 0 };
   const pins = new Map<string, PortRole>();
   let unplaced = 0;
   for (const [mac, role] of desired.pins) {
-    if (role === 'sleeve') unplaced++;
+    if ((role === 'sleeve' && !p.sleeve) || (role === 'heartbeat' && !p.heartbeat)) unplaced++;
     else pins.set(mac, role);
   }
   return { desired: { ...desired, pins }, unplaced };
@@ -95,8 +103,9 @@ async function execute(k: EntryKernel, p: Ports, op: EntryOp): Promise<void> {
   const names = { bridge: p.bridge.index, vxlan: p.vxlan.index };
   const portOf = (role: PortRole): number => {
     if (role === 'vxlan') return p.vxlan.index;
-    if (!p.sleeve) throw new Error('fastdp: no sleeve TAP to pin to');
-    return p.sleeve.index;
+    const port = role === 'sleeve' ? p.sleeve : p.heartbeat;
+    if (!port) throw new Error(`fastdp: no ${role} TAP to pin to`);
+    return port.index;
   };
   try {
     switch (op.op) {

@@ -35,6 +35,7 @@ const targets: Record<string, Record<string, (...args: never[]) => unknown>> = {
       return fdp.ensureDevices();
     },
     attachSleeve: () => need().attachSleeve(),
+    attachHeartbeat: () => need().attachHeartbeat(),
     reconcile: async (input: ModelInput) => {
       const { desired, conflicts } = computeDesired(input);
       return { ...(await need().reconcile(desired)), conflicts };

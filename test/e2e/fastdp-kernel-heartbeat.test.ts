@@ -1,5 +1,5 @@
 // The fastdp heartbeat path in the kernel: a frame written into one host's
-// TAP, addressed to the other host's heartbeat MAC, crosses the vxlan (df
+// heartbeat TAP, addressed to the other host's heartbeat MAC, crosses the vxlan (df
 // set) and comes out of the other host's TAP — and does not when UDP 6784 is
 // blocked or when the underlay cannot carry a full-size frame.
 import { spawn } from 'node:child_process';
@@ -68,8 +68,8 @@ describe('fastdp heartbeat through the kernel (2 hosts)', () => {
     for (const h of net.hosts) agents.push(await startAgent(net, h.ns));
     for (const i of [1, 2]) {
       await agents[i - 1]!.call('fastdp', 'ensure', { localIp: net.host(i).address, vni: VNI });
-      taps.push(await startTap(net, net.host(i).ns, 'meshnet-sleeve'));
-      expect(await agents[i - 1]!.call('fastdp', 'attachSleeve')).toBe(true);
+      taps.push(await startTap(net, net.host(i).ns, 'meshnet-hb'));
+      expect(await agents[i - 1]!.call('fastdp', 'attachHeartbeat')).toBe(true);
       const r = await agents[i - 1]!.call<ReconcileReport>('fastdp', 'reconcile', input(i));
       expect(r.failed).toEqual([]);
       expect(r.unplaced).toBe(0);
@@ -84,7 +84,7 @@ describe('fastdp heartbeat through the kernel (2 hosts)', () => {
 
   it('pins: own heartbeat MAC to the TAP, the peer’s to the vxlan', async () => {
     const fdb = await net.host(1).run('bridge', ['fdb', 'show', 'br', 'meshnet']);
-    expect(fdb).toContain(`${hb(1)} dev meshnet-sleeve sticky master meshnet static`);
+    expect(fdb).toContain(`${hb(1)} dev meshnet-hb sticky master meshnet static`);
     expect(fdb).toContain(`${hb(2)} dev meshnet-vxlan sticky master meshnet static`);
     expect(await net.host(1).run('bridge', ['fdb', 'show', 'dev', 'meshnet-vxlan'])).toContain(`${hb(2)} dst ${net.host(2).address} self permanent`);
   });

@@ -11,6 +11,7 @@ async function host(name: string, ip: string): Promise<{ k: FakeKernel; c: Fastd
   const k = new FakeKernel();
   k.addUnderlay('eth0', ip);
   k.addLink({ name: 'meshnet-sleeve', kind: 'tun' });
+  k.addLink({ name: 'meshnet-hb', kind: 'tun' });
   const fastdp = new Fastdp(k, fastdpConfig({ localIp: ip, vni: 42 }));
   await fastdp.ensureDevices();
   const reports: unknown[] = [];
@@ -41,7 +42,7 @@ describe('FastdpController', () => {
     expect(a.k.vxlanRemotes.get((await a.k.getLink('meshnet-vxlan'))!.index)!.get('02:00:00:00:02:01')).toEqual(['198.18.0.12']);
     expect(a.k.bridgeFdb.has('02:00:00:00:02:01')).toBe(false);
     expect(a.k.bridgeFdb.get(heartbeatMac('aa:00:00:00:00:02'))?.port).toBe((await a.k.getLink('meshnet-vxlan'))!.index);
-    expect(a.k.bridgeFdb.get(heartbeatMac('aa:00:00:00:00:01'))?.port).toBe((await a.k.getLink('meshnet-sleeve'))!.index);
+    expect(a.k.bridgeFdb.get(heartbeatMac('aa:00:00:00:00:01'))?.port).toBe((await a.k.getLink('meshnet-hb'))!.index);
 
     a.c.setPeerDatapath('aa:00:00:00:00:02', 'fastdp');
     await settle();

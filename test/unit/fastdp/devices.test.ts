@@ -1,5 +1,5 @@
 import { beforeEach, describe, expect, it } from 'vitest';
-import { ensureDevices, planDevices, resetDevices, ensureSleevePort, type DeviceSpec } from '../../../datapath/fastdp/devices.js';
+import { ensureDevices, planDevices, resetDevices, ensureSleevePort, ensureHeartbeatPort, type DeviceSpec } from '../../../datapath/fastdp/devices.js';
 import { fastdpConfig, overlayMtu } from '../../../datapath/fastdp/config.js';
 import type { Link } from '../../../datapath/netlink/types.js';
 import { FakeKernel } from './fake-kernel.js';
@@ -31,7 +31,7 @@ describe('planDevices', () => {
     link: undefined,
     linkNetnsId: undefined,
     vxlan: { vni: 42, port: 6784, local: '198.18.0.11', dev: undefined, learning: false, proxy: false, l2miss: false, l3miss: false, ttl: 0, ageing: 300, df: 'set' },
-    bridgePort: { state: 3, hairpin: false, learning: false, unicastFlood: false, multicastFlood: true, broadcastFlood: true, neighSuppress: true, proxyArp: false, isolated: false },
+    bridgePort: { state: 3, hairpin: false, learning: false, unicastFlood: false, multicastFlood: true, broadcastFlood: true, neighSuppress: true, proxyArp: false, isolated: true },
   };
 
   it('leaves correct devices alone', () => {
@@ -65,7 +65,7 @@ describe('planDevices', () => {
     const actions = planDevices(spec, { bridge, vxlan: { ...vxlan, master: undefined, bridgePort: undefined } });
     expect(actions).toEqual([
       { op: 'set-link', name: 'meshnet-vxlan', change: { master: 'meshnet' }, reason: 'master -> meshnet' },
-      { op: 'set-port', name: 'meshnet-vxlan', flags: { learning: false, unicastFlood: false, neighSuppress: true }, reason: 'new port' },
+      { op: 'set-port', name: 'meshnet-vxlan', flags: { learning: false, unicastFlood: false, neighSuppress: true, isolated: true }, reason: 'new port' },
     ]);
   });
 
@@ -130,16 +130,29 @@ describe('ensureDevices (in-memory kernel)', () => {
     expect(await ensureSleevePort(k, cfg, r.mtu)).toBe(true);
     const tap = await k.getLink('meshnet-sleeve');
     expect(tap).toMatchObject({ master: r.bridge.index, mtu: 1450, up: true });
-    expect(tap?.bridgePort).toMatchObject({ learning: false, unicastFlood: false, neighSuppress: true });
+    // Isolated from the vxlan (no frame passes between the two datapaths); unknown unicast reaches the daemon.
+    expect(tap?.bridgePort).toMatchObject({ learning: false, unicastFlood: true, neighSuppress: true, isolated: true });
     const calls = k.calls.length;
     await ensureSleevePort(k, cfg, r.mtu);
     expect(k.calls.length).toBe(calls);
   });
 
-  it('reset removes vxlan, TAP and bridge; a second reset is a no-op', async () => {
+  it('attaches the heartbeat TAP: not isolated, nothing flooded to it', async () => {
+    const r = await ensureDevices(k, cfg);
+    expect(await ensureHeartbeatPort(k, cfg, r.mtu)).toBe(false);
+    k.addLink({ name: 'meshnet-hb', kind: 'tun' });
+    expect(await ensureHeartbeatPort(k, cfg, r.mtu)).toBe(true);
+    expect((await k.getLink('meshnet-hb'))?.bridgePort).toMatchObject({ learning: false, unicastFlood: false, multicastFlood: false, broadcastFlood: false, isolated: false });
+    const calls = k.calls.length;
+    await ensureHeartbeatPort(k, cfg, r.mtu);
+    expect(k.calls.length).toBe(calls);
+  });
+
+  it('reset removes vxlan, TAPs and bridge; a second reset is a no-op', async () => {
     await ensureDevices(k, cfg);
     k.addLink({ name: 'meshnet-sleeve', kind: 'tun' });
-    expect(await resetDevices(k, cfg)).toEqual(['meshnet-vxlan', 'meshnet-sleeve', 'meshnet']);
+    k.addLink({ name: 'meshnet-hb', kind: 'tun' });
+    expect(await resetDevices(k, cfg)).toEqual(['meshnet-vxlan', 'meshnet-sleeve', 'meshnet-hb', 'meshnet']);
     expect(await resetDevices(k, cfg)).toEqual([]);
     expect([...k.links.values()].map((l) => l.name).sort()).toEqual(['eth0', 'lo']);
   });

@@ -48,7 +48,7 @@ describe('computeDesired', () => {
         ['0a:00:00:00:00:02', 'vxlan'],
         ['0a:00:00:00:00:03', 'vxlan'],
         // Our own heartbeat MAC leads to our TAP.
-        ['0a:00:00:00:00:01', 'sleeve'],
+        ['0a:00:00:00:00:01', 'heartbeat'],
       ]),
     );
   });
