@@ -298,7 +298,7 @@ export class Datapath implements Overlay {
       this.socket = await choice.backend.openUdp({ address: this.opts.host && this.opts.host !== '0.0.0.0' ? this.opts.host : '0.0.0.0', port: this.opts.sleevePort ?? 6783 });
     } catch (err) {
       this.closeIo();
-      throw new Error(`datapath: cannot open the sleeve's devices: ${(err as Error).message}`);
+      throw new Error(`datapath: cannot open the sleeve's devices: ${(err as Error).message}`, { cause: err });
     }
     await this.fastdp.attachSleeve();
     await this.fastdp.attachHeartbeat();

@@ -21,9 +21,11 @@ import { Metrics, MetricsServer } from './metrics.js';
 import { meshStatus, type StatusJson } from './status.js';
 import { VERSION } from './version.js';
 import { IpamService } from './ipam-service.js';
-import { ipamFeatures as ipamFeaturesOf, parseRange } from './ipam/index.js';
+import { HOST_CONTAINER_ID, ipamFeatures as ipamFeaturesOf, parseRange } from './ipam/index.js';
 import { CNI_HTTP_PATH, createCniService, IpHostNetwork, serveCniHttp, type CniLog, type CniService } from './cni/index.js';
-import { bridgeMac } from './cni/names.js';
+import { bridgeMac, podMac } from './cni/names.js';
+import { announcePods } from '../datapath/pods.js';
+import { Datapath, DATAPATH_DEVICES } from '../datapath/index.js';
 
 export class StartError extends Error {
   constructor(message: string) {
@@ -45,6 +47,7 @@ export class Daemon {
   mesh!: Mesh;
   ipam!: IpamService;
   cni!: CniService;
+  datapath!: Datapath;
   api!: ApiServer;
   private readonly started: Startable[] = [];
   private stopping: Promise<void> | undefined;
@@ -110,10 +113,16 @@ export class Daemon {
     this.ipam = new IpamService({ range: cfg.ipallocRange, init: cfg.ipallocInit, launchPeers: cfg.peers.length, stateDir: cfg.stateDir }, this.mesh, this.log);
     // IPAM loads its state before any gossip can arrive.
     await this.add({ name: 'IPAM', start: () => this.ipam.start(), stop: () => this.ipam.stop() });
+    // The datapath registers its gossip channels and is plugged in before the mesh starts.
+    const dpOpts = { host: cfg.host, peers: cfg.peers, sleevePort: cfg.port, noFastdp: cfg.noFastdp, trustedSubnets: cfg.trustedSubnets, encrypted: secrets.length > 0, runDir: cfg.runDir, range: cfg.ipallocRange };
+    this.datapath = await Datapath.create({ ...dpOpts, ...(cfg.mtu !== undefined ? { mtu: cfg.mtu } : {}) }, this.mesh, this.log);
+    this.mesh.setOverlay(this.datapath);
+    await this.add({ name: 'datapath', start: () => this.datapath.start(), stop: () => this.datapath.stop() });
+    this.datapath.setLocalPods(this.localPods());
     await this.add({ name: 'mesh', start: () => this.mesh.start(), stop: () => this.mesh.stop() });
     enableForwarding(this.log);
     this.cni = createCniService({
-      allocator: this.ipam.cniAllocator(),
+      allocator: announcePods(this.ipam.cniAllocator(), this.datapath, () => this.localPods()),
       runDir: cfg.runDir,
       defaultMtu: () => this.overlayMtu(),
       log: cniLog(this.log),
@@ -130,7 +139,7 @@ export class Daemon {
       if (addr.host !== '127.0.0.1' && addr.host !== '::1') {
         this.log.warn({ addr: `${addr.host}:${addr.port}` }, 'metrics and the topology page are served on a non-loopback address, as --metrics-addr asks');
       }
-      const server = new MetricsServer(new Metrics(this.mesh), () => true);
+      const server = new MetricsServer(new Metrics(this.mesh, this.datapath), () => true);
       await this.add({ name: 'metrics', start: () => server.listen(addr), stop: () => server.close() });
     }
 
@@ -154,6 +163,7 @@ export class Daemon {
     return {
       ...meshStatus(this.mesh, this.config.trustedSubnets),
       ipam: this.ipamStatus(),
+      datapath: this.datapath.status(),
     };
   }
 
@@ -165,7 +175,15 @@ export class Daemon {
 
   /** The MTU pods get when their config says 0: --mtu, else the underlay's minus VXLAN overhead. */
   overlayMtu(): number {
-    return this.config.mtu ?? 1450;
+    return this.datapath?.mtu || (this.config.mtu ?? 1450);
+  }
+
+  /** Pods on this host (IPAM allocations; the CNI derives their MACs from their addresses). */
+  private localPods(): { mac: string; ip: string }[] {
+    return this.ipam.ipam
+      .allocations()
+      .filter((a) => a.containerId !== HOST_CONTAINER_ID)
+      .map((a) => ({ mac: podMac(a.address), ip: a.address }));
   }
 
   private registerRoutes(): void {
@@ -177,6 +195,7 @@ export class Daemon {
       if (cidr !== undefined && typeof cidr !== 'string') throw new ApiError(400, '"cidr" must be a string');
       const host = await this.ipam.hostAddress(cidr);
       await new IpHostNetwork().ensureBridge({ name: 'meshnet', gateway: host.address, prefixLength: host.prefixLength, mtu: this.overlayMtu(), mac: bridgeMac(host.address) });
+      await this.datapath.setBridgeAddress(`${host.address}/${host.prefixLength}`);
       return host;
     });
     const addresses = (body: unknown): string[] => {
@@ -270,7 +289,7 @@ function cniLog(log: Pino): CniLog {
 
 /** What `reset` removes: the datapath's devices and the state files. */
 export function removeHostState(stateDir: string): void {
-  for (const dev of ['meshnet', 'meshnet-vxlan', 'meshnet-sleeve']) {
+  for (const dev of DATAPATH_DEVICES) {
     try {
       execFileSync('ip', ['link', 'del', dev], { stdio: 'ignore' });
     } catch {

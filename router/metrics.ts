@@ -5,13 +5,14 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Mesh } from '../mesh/mesh.js';
+import type { Datapath } from '../datapath/index.js';
 
 export type PageHandler = (req: IncomingMessage, res: ServerResponse) => boolean;
 
 export class Metrics {
   readonly registry = new Registry();
 
-  constructor(mesh: Mesh) {
+  constructor(mesh: Mesh, datapath?: Datapath) {
     collectDefaultMetrics({ register: this.registry, prefix: 'meshnet_' });
     const reg = [this.registry];
     new Gauge({
@@ -51,7 +52,62 @@ export class Metrics {
     fromMap('meshnet_gossip_received_bytes_total', 'Gossip payload bytes received, by channel', 'channel', () => mesh.stats.gossipBytesReceived);
     fromMap('meshnet_handshake_failures_total', 'Failed or refused handshakes, by reason', 'reason', () => mesh.stats.handshakeFailures as Map<string, number>);
     fromMap('meshnet_dropped_messages_total', 'Mesh messages dropped, by reason', 'reason', () => mesh.stats.droppedMessages);
+    if (datapath) datapathMetrics(reg, datapath);
   }
+}
+
+/** The datapath's counters and per-peer state, read at scrape time (docs/datapath.md, "Metrics"). */
+function datapathMetrics(reg: Registry[], dp: Datapath): void {
+  let cached: { at: number; st: ReturnType<Datapath['status']> } | undefined;
+  // One status() per scrape, shared by the gauges below.
+  const st = (): ReturnType<Datapath['status']> => {
+    const now = Date.now();
+    if (!cached || now - cached.at > 500) cached = { at: now, st: dp.status() };
+    return cached.st;
+  };
+  const gauge = (name: string, help: string, labelNames: string[], fill: (g: Gauge) => void): void => {
+    new Gauge({
+      name,
+      help,
+      labelNames,
+      registers: reg,
+      collect() {
+        this.reset();
+        fill(this);
+      },
+    });
+  };
+  gauge('meshnet_datapath_switches_total', 'Peers moved between fastdp and sleeve since start', [], (g) => g.set(st().switches));
+  gauge('meshnet_datapath_peers', 'Remote peers by the datapath carrying their traffic', ['datapath'], (g) => {
+    for (const p of st().peers) g.inc({ datapath: p.datapath ?? 'none' });
+  });
+  gauge('meshnet_datapath_peer_mtu', 'Largest IP packet that reaches a peer over its datapath', ['peer', 'nickname', 'datapath'], (g) => {
+    const s = st();
+    for (const p of s.peers) {
+      const mtu = p.datapath === 'fastdp' ? s.mtu : p.sleeve.mtu;
+      if (mtu !== null && p.datapath) g.set({ peer: p.peer, nickname: p.nickname ?? '', datapath: p.datapath }, mtu);
+    }
+  });
+  gauge('meshnet_sleeve_dropped_total', 'Sleeve datagrams (direction="rx") and frames (direction="tx") dropped, by reason', ['direction', 'reason'], (g) => {
+    const s = st().sleeve;
+    for (const [reason, n] of Object.entries(s.drops)) g.set({ direction: 'rx', reason }, n);
+    for (const [reason, n] of Object.entries(s.txDrops)) g.set({ direction: 'tx', reason }, n);
+  });
+  gauge('meshnet_sleeve_frames_total', 'Frames carried by the sleeve', ['direction'], (g) => {
+    const c = st().sleeve.counters;
+    g.set({ direction: 'tx' }, c.txFrames);
+    g.set({ direction: 'rx' }, c.rxFrames);
+    g.set({ direction: 'relayed' }, c.relayed);
+  });
+  gauge('meshnet_sleeve_bytes_total', 'Frame bytes carried by the sleeve', ['direction'], (g) => {
+    const c = st().sleeve.counters;
+    g.set({ direction: 'tx' }, c.txBytes);
+    g.set({ direction: 'rx' }, c.rxBytes);
+  });
+  gauge('meshnet_sleeve_frag_needed_total', 'ICMP "fragmentation needed" answers sent to local pods', [], (g) => g.set(st().sleeve.counters.fragNeededSent));
+  gauge('meshnet_fastdp_endpoints_dropped_total', 'Datapath endpoint gossip entries ignored, by reason', ['reason'], (g) => {
+    for (const [reason, n] of Object.entries(st().endpoints.dropped)) g.set({ reason }, n);
+  });
 }
 
 export interface HttpEndpoint {

@@ -6,6 +6,7 @@ import { formatPeerName } from '../mesh/peer-name.js';
 import { recordCount, unpackRecords } from '../mesh/topology-codec.js';
 import { PROTOCOL_MAX_VERSION, PROTOCOL_MIN_VERSION } from '../mesh/wire/protocol.js';
 import { VERSION } from './version.js';
+import type { DatapathStatus } from '../datapath/index.js';
 
 export interface LinkStatus {
   peer: string;
@@ -64,6 +65,8 @@ export interface StatusJson {
   connections: ConnectionStatus[];
   targets: TargetStatusJson[];
   ipam: IpamStatusJson;
+  /** Devices, MTU, I/O backend, per-peer datapath and sleeve counters (docs/datapath.md). */
+  datapath?: DatapathStatus;
 }
 
 export function meshStatus(mesh: Mesh, trustedSubnets: string[] = []): Omit<StatusJson, 'ipam'> {

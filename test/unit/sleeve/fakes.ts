@@ -83,11 +83,17 @@ export class MemNet {
   }
 
   block(a: string, b: string, on = true): void {
-    for (const k of [`${a}>${b}`, `${b}>${a}`]) on ? this.blocked.add(k) : this.blocked.delete(k);
+    for (const k of [`${a}>${b}`, `${b}>${a}`]) {
+      if (on) this.blocked.add(k);
+      else this.blocked.delete(k);
+    }
   }
 
   limit(a: string, b: string, mtu: number | undefined): void {
-    for (const k of [`${a}>${b}`, `${b}>${a}`]) mtu === undefined ? this.limits.delete(k) : this.limits.set(k, mtu);
+    for (const k of [`${a}>${b}`, `${b}>${a}`]) {
+      if (mtu === undefined) this.limits.delete(k);
+      else this.limits.set(k, mtu);
+    }
   }
 
   /** Send raw bytes as if from ip:port (an attacker or a replay). */
