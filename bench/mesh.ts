@@ -17,18 +17,8 @@ import { launch, status, daemonPid } from '../test/harness/meshnet.js';
 import { MemoryCluster } from '../test/harness/memory-mesh.js';
 import { encodeTopologyMessage } from '../mesh/topology-codec.js';
 import type { MeshTiming } from '../mesh/mesh.js';
+import { arg, table } from './table.js';
 
-function arg(name: string, def: string): string {
-  const i = process.argv.indexOf(name);
-  return i > 0 ? (process.argv[i + 1] ?? def) : def;
-}
-
-function table(head: string[], rows: (string | number)[][]): string {
-  const all = [head, ...rows.map((r) => r.map(String))];
-  const w = head.map((_, i) => Math.max(...all.map((r) => r[i]!.length)));
-  const line = (r: string[]): string => `| ${r.map((c, i) => c.padEnd(w[i]!)).join(' | ')} |`;
-  return [line(head), `|${w.map((x) => '-'.repeat(x + 2)).join('|')}|`, ...all.slice(1).map(line)].join('\n');
-}
 
 async function realDaemons(n: number): Promise<(string | number)[]> {
   const net = await TestNet.create(n);
