@@ -83,6 +83,13 @@ export interface DatapathOptions {
 
 export interface DatapathTimings {
   tickMs: number;
+  /**
+   * How long a peer's entries and datapath outlive its mesh connection and
+   * its presence in the topology: a daemon killed with -9 and restarted
+   * within this time interrupts nothing (its kernel keeps forwarding). A peer
+   * that leaves with `meshnet reset` is dropped at once.
+   */
+  removalGraceMs: number;
   fastdp: HealthTimings;
   link: LinkTimings;
   pmtu: PmtuTimings;
@@ -96,6 +103,7 @@ export interface DatapathTimings {
  */
 export const DEFAULT_TIMINGS: DatapathTimings = {
   tickMs: 100,
+  removalGraceMs: 30_000,
   fastdp: { fastIntervalMs: 500, slowIntervalMs: 1000, timeoutMs: 3000 },
   link: DEFAULT_LINK_TIMINGS,
   pmtu: DEFAULT_PMTU_TIMINGS,
@@ -144,6 +152,7 @@ class PeerLink implements OverlayConnection {
   readonly policy: { allowed: boolean; reason: string };
   closed = false;
   infoText = '';
+  readonly since = Date.now();
 
   constructor(
     readonly dp: Datapath,
@@ -198,10 +207,17 @@ export class Datapath implements Overlay {
   private bridgeIps: string[] = [];
   private started = false;
   private stopped = false;
+  private startedAt = 0;
+  private heardEndpoints = false;
+  private releasing = false;
   private switchesTotal = 0;
   private controlDrops = 0;
   /** Datapath per peer without a connection (relayed over the sleeve or none). */
   private readonly remoteChoice = new Map<PeerName, DatapathChoice>();
+  /** The datapath a closed connection had, kept for the grace period. */
+  private readonly kept = new Map<PeerName, { choice: DatapathChoice; until: number }>();
+  /** Peers gone from the topology whose entries go after the grace period. */
+  private readonly removals = new Map<PeerName, NodeJS.Timeout>();
 
   private constructor(
     readonly opts: DatapathOptions,
@@ -231,8 +247,19 @@ export class Datapath implements Overlay {
         this.refreshRemoteMacs();
       },
       onError: (err) => log.error({ err: String(err) }, 'fastdp: reconcile failed'),
+      held: true,
     });
-    this.endpointsChannel = mesh.registerChannel(ENDPOINTS_CHANNEL, this.controller.gossiper);
+    const g = this.controller.gossiper;
+    // Note when the mesh's endpoints state first arrives (a new neighbour sends all it knows).
+    this.endpointsChannel = mesh.registerChannel(ENDPOINTS_CHANNEL, {
+      gossip: () => g.gossip(),
+      onGossip: (from, u) => {
+        this.heardEndpoints = true;
+        return g.onGossip(from, u);
+      },
+      onBroadcast: (origin, u) => g.onBroadcast(origin, u),
+      onUnicast: () => undefined,
+    });
     this.links = new LinksGossiper({ self: mesh.localName, onChange: () => this.sleeve?.setGraph(this.links.graph()) });
     this.linksChannel = mesh.registerChannel(LINKS_CHANNEL, this.links);
     mesh.on('topology-changed', () => {
@@ -240,10 +267,20 @@ export class Datapath implements Overlay {
       if (u) this.endpointsChannel.gossip(u);
     });
     mesh.on('peer-removed', (p) => {
-      this.controller.peerRemoved(p);
       this.links.forgetPeer(p);
       this.sleeve?.forgetPeer(p);
-      this.remoteChoice.delete(p);
+      // Its kernel may well be forwarding still (a crashed daemon): keep its entries a while.
+      if (this.removals.has(p)) return;
+      const t = setTimeout(() => {
+        this.removals.delete(p);
+        if (this.stopped || mesh.peers().some((x) => x.name === p)) return;
+        this.log.info({ peer: p }, `datapath: ${p} gone for ${this.timings.removalGraceMs / 1000} s; removing its entries`);
+        this.controller.peerRemoved(p);
+        this.remoteChoice.delete(p);
+        this.kept.delete(p);
+      }, this.timings.removalGraceMs);
+      t.unref();
+      this.removals.set(p, t);
     });
   }
 
@@ -309,6 +346,7 @@ export class Datapath implements Overlay {
       mtu: this.mtuValue,
       aead: this.aead ?? 'sodium',
       log: this.log,
+      nickname: (p) => this.nickname(p),
       linkTimings: this.timings.link,
       pmtuTimings: this.timings.pmtu,
       onLinksChanged: (l) => {
@@ -325,14 +363,23 @@ export class Datapath implements Overlay {
     this.socket.onError((err) => this.log.warn({ err: err.message }, 'sleeve: UDP receive error'));
     await this.refreshBridge();
     this.publishLocal();
-    const r = await this.controller.reconcileNow();
     this.log.info(
-      { mtu: this.mtuValue, localIp: this.localIp, io: this.ioName, aead: this.aead, vni: this.fastdp.config.vni, fastdp: !this.opts.noFastdp, applied: r.applied.length },
-      `datapath ready: bridge ${DEFAULTS.bridge} mtu ${this.mtuValue}, underlay ${this.localIp}, sleeve I/O ${this.ioName}${this.aead ? `, ${this.aead === 'native' ? 'ChaCha20-Poly1305 (addon)' : 'ChaCha20-Poly1305 (sodium-native)'}` : ''}; ${r.applied.length} kernel entries changed`,
+      { mtu: this.mtuValue, localIp: this.localIp, io: this.ioName, aead: this.aead, vni: this.fastdp.config.vni, fastdp: !this.opts.noFastdp },
+      `datapath ready: bridge ${DEFAULTS.bridge} mtu ${this.mtuValue}, underlay ${this.localIp}, sleeve I/O ${this.ioName}${this.aead ? `, ${this.aead === 'native' ? 'ChaCha20-Poly1305 (addon)' : 'ChaCha20-Poly1305 (sodium-native)'}` : ''}`,
     );
     this.started = true;
+    this.startedAt = Date.now();
     this.timer = setInterval(() => this.tick(), this.timings.tickMs);
     this.timer.unref();
+  }
+
+  /**
+   * We leave the mesh for good (`meshnet reset`): tell the peers to drop our
+   * pods now instead of keeping them for the grace period.
+   */
+  async leave(): Promise<void> {
+    this.endpointsChannel.gossip(this.controller.leave());
+    await new Promise((r) => setTimeout(r, 300));
   }
 
   /** Stop: close our handles. Devices and kernel entries stay (fastdp keeps forwarding). */
@@ -340,6 +387,7 @@ export class Datapath implements Overlay {
     if (this.stopped) return;
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
+    for (const t of this.removals.values()) clearTimeout(t);
     this.controller.close();
     this.sleeve?.close();
     this.closeIo();
@@ -382,6 +430,17 @@ export class Datapath implements Overlay {
     this.publishLocal();
   }
 
+  /**
+   * Announce `ip` as reachable at the bridge (the host's address on the
+   * overlay, the pods' gateway) without touching the kernel: the CNI plugin
+   * puts it on the bridge with the first pod.
+   */
+  announceBridgeAddress(ip: string): void {
+    if (!this.range.contains(ip) || this.bridgeIps.includes(ip)) return;
+    this.bridgeIps = [...this.bridgeIps, ip];
+    this.publishLocal();
+  }
+
   /** Re-read the bridge's addresses (the CNI may have added the gateway) and announce them. */
   async refreshBridge(): Promise<void> {
     const br = await this.nl.getLink(DEFAULTS.bridge);
@@ -391,9 +450,9 @@ export class Datapath implements Overlay {
   }
 
   private publishLocal(): void {
-    const eps: PodEndpoint[] = [...this.localPods];
-    if (this.bridgeMac) for (const ip of this.bridgeIps) if (!eps.some((p) => p.ip === ip)) eps.push({ mac: this.bridgeMac, ip });
-    this.endpointsChannel.gossip(this.controller.setLocalPods(eps));
+    const bridge: PodEndpoint[] = this.bridgeMac ? this.bridgeIps.map((ip) => ({ mac: this.bridgeMac!, ip })) : [];
+    const eps: PodEndpoint[] = [...this.localPods, ...bridge];
+    this.endpointsChannel.gossip(this.controller.setLocalPods(this.localPods, bridge));
     const macs = new Set<number>();
     for (const p of eps) macs.add(macKeyOf(p.mac));
     if (this.bridgeMac) macs.add(macKeyOf(this.bridgeMac));
@@ -451,6 +510,8 @@ export class Datapath implements Overlay {
     this.sleeve?.closeSession(link.session);
     if (this.peerLinks.get(link.params.peer) === link) {
       this.peerLinks.delete(link.params.peer);
+      this.kept.set(link.params.peer, { choice: link.sw.current, until: Date.now() + this.timings.removalGraceMs });
+      this.remoteChoice.set(link.params.peer, link.sw.current);
       this.decideAll();
     }
   }
@@ -466,10 +527,42 @@ export class Datapath implements Overlay {
 
   // ---- the switch ---------------------------------------------------------------
 
+  /**
+   * Kernel entries are first written once we know what they should be: the
+   * mesh's endpoints arrived (nothing parked for an unknown peer) and every
+   * peer in them has a datapath (its connection chose one or had 3 s to, or
+   * the sleeve relays to it). A lone host waits 3 s, a host whose peers do
+   * not all answer at most 10 s. Until then a restarted daemon leaves the
+   * previous kernel state alone: traffic keeps flowing.
+   */
+  private maybeRelease(now: number): void {
+    if (!this.controller.held || this.releasing) return;
+    const age = now - this.startedAt;
+    const links = [...this.peerLinks.values()];
+    // Every peer with pods in the mesh's state has a datapath: its connection chose one (or had 3 s), or the sleeve relays to it.
+    const decided = this.controller.gossiper.remoteEntries().every((e) => {
+      const l = this.peerLinks.get(e.peer);
+      return l ? l.sw.current !== null || now - l.since > 3000 : !!this.sleeve?.reachable(e.peer);
+    });
+    const ready = this.heardEndpoints && this.controller.gossiper.parkedCount === 0 && decided;
+    if (!(ready || (links.length === 0 && age > 3000) || age > 10_000)) return;
+    this.releasing = true;
+    this.controller
+      .release()
+      .then((r) =>
+        this.log.info(
+          { applied: r.applied.length, failed: r.failed.length, waitedMs: age },
+          `datapath: kernel entries reconciled with the mesh's state after ${age} ms: ${r.applied.length} changed${r.failed.length ? `, ${r.failed.length} failed` : ''}`,
+        ),
+      )
+      .catch((err: unknown) => this.log.error({ err: String(err) }, 'fastdp: reconcile failed'));
+  }
+
   private tick(): void {
     if (this.stopped || !this.sleeve) return;
     this.sleeve.tick();
     const now = Date.now();
+    this.maybeRelease(now);
     for (const link of this.peerLinks.values()) {
       const t = link.tracker;
       if (t && t.due(now)) {
@@ -498,7 +591,10 @@ export class Datapath implements Overlay {
     const peer = link.params.peer;
     const working = !!link.tracker?.working(now);
     const reaches = this.sleeve.reachable(peer);
-    const next = chooseDatapath(link.policy.allowed, working, reaches);
+    let next = chooseDatapath(link.policy.allowed, working, reaches);
+    // A new connection gives fastdp two heartbeats to prove itself before
+    // settling for the sleeve, so a healthy peer starts on fastdp directly.
+    if (next === 'sleeve' && link.policy.allowed && link.sw.current === null && now - link.since < 2 * this.timings.fastdp.fastIntervalMs) next = null;
     const changed = link.sw.set(next, now);
     const st = this.sleeve.peerStatus(peer);
     link.infoText = this.describe(link, st, working);
@@ -525,15 +621,22 @@ export class Datapath implements Overlay {
     return parts.join(' ');
   }
 
-  /** Peers we have no connection to: reached through a relay over the sleeve, or not at all. */
+  /**
+   * Peers we have no connection to: reached through a relay over the sleeve;
+   * or, for a while after their connection closed, the datapath they had
+   * (their kernel may still forward); or not at all.
+   */
   private decideRemote(): void {
     if (!this.sleeve) return;
+    const now = Date.now();
     for (const e of this.controller.gossiper.remoteEntries()) {
       if (this.peerLinks.has(e.peer)) {
         this.remoteChoice.delete(e.peer);
+        this.kept.delete(e.peer);
         continue;
       }
-      const next: DatapathChoice = this.sleeve.reachable(e.peer) ? 'sleeve' : null;
+      const k = this.kept.get(e.peer);
+      const next: DatapathChoice = this.sleeve.reachable(e.peer) ? 'sleeve' : k && now < k.until ? k.choice : null;
       if (this.remoteChoice.get(e.peer) === next && this.remoteChoice.has(e.peer)) continue;
       this.remoteChoice.set(e.peer, next);
       this.controller.setPeerDatapath(e.peer, next ?? 'none');

@@ -24,7 +24,6 @@ import { IpamService } from './ipam-service.js';
 import { HOST_CONTAINER_ID, ipamFeatures as ipamFeaturesOf, parseRange } from './ipam/index.js';
 import { CNI_HTTP_PATH, createCniService, IpHostNetwork, serveCniHttp, type CniLog, type CniService } from './cni/index.js';
 import { bridgeMac, podMac } from './cni/names.js';
-import { announcePods } from '../datapath/pods.js';
 import { Datapath, DATAPATH_DEVICES } from '../datapath/index.js';
 
 export class StartError extends Error {
@@ -118,11 +117,12 @@ export class Daemon {
     this.datapath = await Datapath.create({ ...dpOpts, ...(cfg.mtu !== undefined ? { mtu: cfg.mtu } : {}) }, this.mesh, this.log);
     this.mesh.setOverlay(this.datapath);
     await this.add({ name: 'datapath', start: () => this.datapath.start(), stop: () => this.datapath.stop() });
-    this.datapath.setLocalPods(this.localPods());
+    this.syncPods();
+    this.ipam.ipam.on('allocations-changed', () => this.syncPods());
     await this.add({ name: 'mesh', start: () => this.mesh.start(), stop: () => this.mesh.stop() });
     enableForwarding(this.log);
     this.cni = createCniService({
-      allocator: announcePods(this.ipam.cniAllocator(), this.datapath, () => this.localPods()),
+      allocator: this.ipam.cniAllocator(),
       runDir: cfg.runDir,
       defaultMtu: () => this.overlayMtu(),
       log: cniLog(this.log),
@@ -178,12 +178,11 @@ export class Daemon {
     return this.datapath?.mtu || (this.config.mtu ?? 1450);
   }
 
-  /** Pods on this host (IPAM allocations; the CNI derives their MACs from their addresses). */
-  private localPods(): { mac: string; ip: string }[] {
-    return this.ipam.ipam
-      .allocations()
-      .filter((a) => a.containerId !== HOST_CONTAINER_ID)
-      .map((a) => ({ mac: podMac(a.address), ip: a.address }));
+  /** Tell the datapath our pods (IPAM allocations; the CNI derives their MACs from their addresses) and our gateway address. */
+  private syncPods(): void {
+    const all = this.ipam.ipam.allocations();
+    this.datapath.setLocalPods(all.filter((a) => a.containerId !== HOST_CONTAINER_ID).map((a) => ({ mac: podMac(a.address), ip: a.address })));
+    for (const a of all) if (a.containerId === HOST_CONTAINER_ID) this.datapath.announceBridgeAddress(a.address);
   }
 
   private registerRoutes(): void {
@@ -229,6 +228,8 @@ export class Daemon {
 
   /** Stop, then remove this host's bridge, vxlan and TAP and its state (`meshnet reset`). */
   async reset(): Promise<void> {
+    // Peers drop our pods at once instead of keeping them for the crash grace period.
+    await this.datapath?.leave().catch(() => undefined);
     await this.stop('reset requested');
     removeHostState(this.config.stateDir);
   }

@@ -22,25 +22,54 @@ export interface ControllerOptions extends Omit<EndpointsOptions, 'onChange'> {
   /** After each reconcile: what was done, conflicts, and addresses that moved to a new MAC. */
   onReconciled?(r: ReconcileReport & { conflicts: ModelConflict[]; moves: PodEndpoint[] }): void;
   onError?(err: unknown): void;
+  /**
+   * Start held: changes are collected but nothing is written to the kernel
+   * until release(). A restarted daemon holds until it has heard the mesh's
+   * state and chosen each peer's datapath, so it never removes entries that
+   * are right only because it does not know about them yet.
+   */
+  held?: boolean;
 }
 
 export class FastdpController {
   readonly gossiper: EndpointsGossiper;
   private localPods: PodEndpoint[] = [];
+
   private readonly datapaths = new Map<PeerName, PeerDatapath>();
   private view = new Map<string, string>();
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
+  private heldBack: boolean;
 
   constructor(private readonly o: ControllerOptions) {
+    this.heldBack = o.held ?? false;
     this.gossiper = new EndpointsGossiper({ ...o, onChange: () => this.schedule() });
   }
 
-  /** Our pods changed (CNI ADD/DEL). Returns the gossip update to send. */
-  setLocalPods(pods: PodEndpoint[]): Uint8Array {
-    this.localPods = [...pods];
+  get held(): boolean {
+    return this.heldBack;
+  }
+
+  /** Stop holding: reconcile now with everything learned so far. */
+  release(): Promise<ReconcileReport & { conflicts: ModelConflict[]; moves: PodEndpoint[] }> {
+    this.heldBack = false;
+    return this.reconcileNow();
+  }
+
+  /**
+   * Our pods changed (CNI ADD/DEL), and the bridge's own overlay addresses
+   * (announced like pods). Returns the gossip update to send.
+   */
+  setLocalPods(pods: PodEndpoint[], bridge: PodEndpoint[] = []): Uint8Array {
+    const all = [...pods, ...bridge.filter((b) => !pods.some((p) => p.ip === b.ip))];
+    this.localPods = all;
     this.schedule();
-    return this.gossiper.setLocal({ vtep: this.o.vtep, vni: this.o.vni, heartbeatMac: this.o.heartbeatMac, pods });
+    return this.gossiper.setLocal({ vtep: this.o.vtep, vni: this.o.vni, heartbeatMac: this.o.heartbeatMac, pods: all });
+  }
+
+  /** We leave the mesh (`meshnet reset`): the update that tells peers to drop our entries now. */
+  leave(): Uint8Array {
+    return this.gossiper.setLocal({ vtep: this.o.vtep, vni: this.o.vni, heartbeatMac: this.o.heartbeatMac, pods: [], left: true });
   }
 
   /** The overlay switch moved `peer` to another datapath (only its pins and flood entry change). */
@@ -61,7 +90,8 @@ export class FastdpController {
   async reconcileNow(): Promise<ReconcileReport & { conflicts: ModelConflict[]; moves: PodEndpoint[] }> {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    const local = { vni: this.o.vni, heartbeatMac: this.o.heartbeatMac, pods: this.localPods };
+    // Local addresses get neighbour entries too: ARP for them never leaves the host.
+    const local = { vni: this.o.vni, heartbeatMac: this.o.heartbeatMac, pods: this.localPods, localNeighbours: this.localPods };
     const { desired, conflicts } = desiredFromEntries(local, this.gossiper.remoteEntries(), (p) => this.datapaths.get(p) ?? 'none');
     const report = await this.o.fastdp.reconcile(desired);
     const next = addressView(desired, this.localPods);
@@ -78,7 +108,7 @@ export class FastdpController {
   }
 
   private schedule(): void {
-    if (this.closed || this.timer) return;
+    if (this.closed || this.timer || this.heldBack) return;
     this.timer = setTimeout(() => {
       this.timer = undefined;
       this.reconcileNow().catch((err) => this.o.onError?.(err));

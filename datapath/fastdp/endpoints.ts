@@ -45,6 +45,8 @@ export interface EndpointsEntry {
   vni: number;
   heartbeatMac?: string;
   pods: PodEndpoint[];
+  /** The peer left the mesh (`meshnet reset`): program nothing for it; the entry only keeps its version. */
+  left?: boolean;
 }
 
 export interface StoredEntry extends EndpointsEntry {
@@ -104,6 +106,7 @@ interface WireEntry {
   vni: unknown;
   hb?: unknown;
   pods: unknown;
+  gone?: unknown;
 }
 
 export function encodeEntries(entries: readonly EndpointsEntry[]): Uint8Array {
@@ -114,6 +117,7 @@ export function encodeEntries(entries: readonly EndpointsEntry[]): Uint8Array {
     vni: e.vni,
     ...(e.heartbeatMac ? { hb: e.heartbeatMac } : {}),
     pods: e.pods.map((p) => [p.mac, p.ip]),
+    ...(e.left ? { gone: true } : {}),
   }));
   return encode({ v: WIRE_VERSION, peers });
 }
@@ -185,7 +189,7 @@ export function decodeEntries(buf: Uint8Array, range: Cidr): DecodeResult {
       }
       pods.push({ mac, ip });
     }
-    out.entries.push({ peer, version: w.ver as number, vtep: w.vtep, vni: w.vni as number, ...(heartbeatMac ? { heartbeatMac } : {}), pods });
+    out.entries.push({ peer, version: w.ver as number, vtep: w.vtep, vni: w.vni as number, ...(heartbeatMac ? { heartbeatMac } : {}), pods, ...(w.gone === true ? { left: true } : {}) });
   }
   return out;
 }
@@ -195,6 +199,8 @@ export interface LocalEndpoints {
   vni: number;
   heartbeatMac?: string;
   pods: PodEndpoint[];
+  /** We are leaving the mesh: peers drop our entries at once. */
+  left?: boolean;
 }
 
 export class EndpointsGossiper implements Gossiper {
@@ -229,13 +235,18 @@ export class EndpointsGossiper implements Gossiper {
    */
   setLocal(l: LocalEndpoints): Uint8Array {
     const version = Math.max(this.local ? this.local.version + 1 : 0, this.now());
-    this.local = { peer: this.opts.self, version, vtep: l.vtep, vni: l.vni, ...(l.heartbeatMac ? { heartbeatMac: l.heartbeatMac } : {}), pods: [...l.pods] };
+    this.local = { peer: this.opts.self, version, vtep: l.vtep, vni: l.vni, ...(l.heartbeatMac ? { heartbeatMac: l.heartbeatMac } : {}), pods: l.left ? [] : [...l.pods], ...(l.left ? { left: true } : {}) };
     return encodeEntries([this.local]);
   }
 
-  /** Remote peers' validated entries. */
+  /** Entries waiting for their peer to appear in the topology. */
+  get parkedCount(): number {
+    return this.parked.size;
+  }
+
+  /** Remote peers' validated entries (peers that left excluded). */
   remoteEntries(): StoredEntry[] {
-    return [...this.entries.values()];
+    return [...this.entries.values()].filter((e) => !e.left);
   }
 
   /** Forget a peer that left the topology. True when it had an entry. */

@@ -15,6 +15,8 @@ export interface LocalView {
   vni: number;
   heartbeatMac?: string;
   pods: PodEndpoint[];
+  /** Local addresses answered locally (model.ts ModelInput.localNeighbours). */
+  localNeighbours?: PodEndpoint[];
 }
 
 /** Desired kernel state from the endpoints channel and the overlay switch's per-peer choice. */
@@ -27,6 +29,7 @@ export function desiredFromEntries(
     vni: local.vni,
     heartbeatMac: local.heartbeatMac,
     localPods: local.pods,
+    ...(local.localNeighbours ? { localNeighbours: local.localNeighbours } : {}),
     peers: entries.map((e) => ({
       name: e.peer,
       vtep: e.vtep,

@@ -53,6 +53,13 @@ export interface ModelInput {
   heartbeatMac?: string;
   /** Our own pods: their IPs and MACs are never programmed as remote. */
   localPods: PodEndpoint[];
+  /**
+   * Local addresses to keep out of the underlay: our pods and the bridge's
+   * own overlay addresses. A neighbour entry each makes the bridge treat
+   * ARP for them as answered locally (neigh_suppress: such requests are not
+   * flooded to the vxlan or the sleeve; the pod or the host answers).
+   */
+  localNeighbours?: PodEndpoint[];
   peers: RemotePeer[];
 }
 
@@ -150,6 +157,7 @@ export function computeDesired(input: ModelInput): { desired: DesiredState; conf
     }
   }
   if (input.heartbeatMac) d.pins.set(input.heartbeatMac, 'heartbeat');
+  for (const b of input.localNeighbours ?? []) d.neighbours.set(b.ip, b.mac);
   return { desired: d, conflicts };
 }
 

@@ -98,6 +98,8 @@ export interface SleeveOptions {
   mtu: number;
   aead: AeadBackend;
   log: SleeveLog;
+  /** A peer's name for logs (its nickname). */
+  nickname?(peer: PeerName): string;
   /** Our direct UDP links that work changed (announce them: links.ts). */
   onLinksChanged(links: PeerName[]): void;
   /** Which peers the sleeve reaches (or over which hop, or at which MTU) changed. */
@@ -320,7 +322,7 @@ export class Sleeve {
       for (const p of rec.pmtu.due(now)) this.sendProbe(rec, p.id, p.size);
       if (rec.pmtu.verified && rec.pmtu.searches > 0 && !rec.pmtuLogged) {
         rec.pmtuLogged = true;
-        this.o.log.info({ peer: rec.name, mtu: rec.pmtu.budget - ETH_HEADER, via: rec.hop === rec ? 'direct' : rec.hop.name }, `sleeve path MTU to ${rec.name} verified at ${rec.pmtu.budget - ETH_HEADER}`);
+        this.o.log.info({ peer: rec.name, mtu: rec.pmtu.budget - ETH_HEADER, via: rec.hop === rec ? 'direct' : rec.hop.name }, `sleeve: path MTU to ${this.nick(rec.name)} verified at ${rec.pmtu.budget - ETH_HEADER}${rec.hop === rec ? '' : ` (via ${this.nick(rec.hop.name)})`}`);
         this.o.onReachabilityChanged();
       }
     }
@@ -724,8 +726,8 @@ export class Sleeve {
     const gone = [...this.links].filter((k) => !up.has(k));
     const came = [...up].filter((k) => !this.links.has(k));
     this.links = up;
-    for (const k of came) this.o.log.info({ peer: peerNameOf(k) }, `sleeve: UDP to ${peerNameOf(k)} works both ways`);
-    for (const k of gone) this.o.log.warn({ peer: peerNameOf(k) }, `sleeve: no UDP heartbeat from ${peerNameOf(k)} for ${this.lt.linkTimeoutMs} ms; routing around it`);
+    for (const k of came) this.o.log.info({ peer: peerNameOf(k) }, `sleeve: UDP to ${this.nick(peerNameOf(k))} works both ways`);
+    for (const k of gone) this.o.log.warn({ peer: peerNameOf(k) }, `sleeve: UDP to ${this.nick(peerNameOf(k))} stopped working (no heartbeat for ${this.lt.linkTimeoutMs} ms or not answered); routing around it`);
     this.o.onLinksChanged([...up].map(peerNameOf));
     this.recomputeRoutes();
   }
@@ -805,6 +807,10 @@ export class Sleeve {
     if (e.code !== 'EMSGSIZE') return;
     // The kernel learned a smaller path MTU (ICMP from a router): ask it, search again.
     for (const s of this.sessions.values()) if (s.ip === e.ip) this.queryPathMtu(s);
+  }
+
+  private nick(peer: PeerName): string {
+    return this.o.nickname?.(peer) ?? peer;
   }
 
   private peer(key: number): PeerRec {
