@@ -551,8 +551,8 @@ export class Datapath implements Overlay {
       .release()
       .then((r) =>
         this.log.info(
-          { applied: r.applied.length, failed: r.failed.length, waitedMs: age },
-          `datapath: kernel entries reconciled with the mesh's state after ${age} ms: ${r.applied.length} changed${r.failed.length ? `, ${r.failed.length} failed` : ''}`,
+          { applied: r.applied.length, failed: r.failed.length, addedWhileHeld: this.controller.addedWhileHeld, waitedMs: age },
+          `datapath: kernel entries reconciled with the mesh's state after ${age} ms: ${r.applied.length} changed${r.failed.length ? `, ${r.failed.length} failed` : ''} (${this.controller.addedWhileHeld} missing ones added before)`,
         ),
       )
       .catch((err: unknown) => this.log.error({ err: String(err) }, 'fastdp: reconcile failed'));
@@ -606,6 +606,8 @@ export class Datapath implements Overlay {
     else this.log.info({ peer, from: changed.from, to: next, reason: why }, msg);
     this.controller.setPeerDatapath(peer, next ?? 'none');
     link.params.sendControl(encodeDatapath(next === 'fastdp'));
+    // Full-size frames may have stopped fitting the path: the sleeve checks its size now.
+    if (changed.from === 'fastdp') this.sleeve.recheckPmtu(peer);
   }
 
   private describe(link: PeerLink, st: SleevePeerStatus, working: boolean): string {

@@ -23,10 +23,11 @@ export interface ControllerOptions extends Omit<EndpointsOptions, 'onChange'> {
   onReconciled?(r: ReconcileReport & { conflicts: ModelConflict[]; moves: PodEndpoint[] }): void;
   onError?(err: unknown): void;
   /**
-   * Start held: changes are collected but nothing is written to the kernel
-   * until release(). A restarted daemon holds until it has heard the mesh's
-   * state and chosen each peer's datapath, so it never removes entries that
-   * are right only because it does not know about them yet.
+   * Start held: until release(), reconciles only add entries that do not
+   * exist (so heartbeats and new pods work at once) and never remove or
+   * change one. A restarted daemon holds until it has heard the mesh's state
+   * and chosen each peer's datapath, so it never removes entries that are
+   * right only because it does not know about them yet.
    */
   held?: boolean;
 }
@@ -40,6 +41,8 @@ export class FastdpController {
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private heldBack: boolean;
+  /** Entries added by additive reconciles while held. */
+  addedWhileHeld = 0;
 
   constructor(private readonly o: ControllerOptions) {
     this.heldBack = o.held ?? false;
@@ -93,7 +96,8 @@ export class FastdpController {
     // Local addresses get neighbour entries too: ARP for them never leaves the host.
     const local = { vni: this.o.vni, heartbeatMac: this.o.heartbeatMac, pods: this.localPods, localNeighbours: this.localPods };
     const { desired, conflicts } = desiredFromEntries(local, this.gossiper.remoteEntries(), (p) => this.datapaths.get(p) ?? 'none');
-    const report = await this.o.fastdp.reconcile(desired);
+    const report = await this.o.fastdp.reconcile(desired, { additive: this.heldBack });
+    if (this.heldBack) this.addedWhileHeld += report.applied.length;
     const next = addressView(desired, this.localPods);
     const moves = addressMoves(this.view, next);
     this.view = next;
@@ -108,7 +112,7 @@ export class FastdpController {
   }
 
   private schedule(): void {
-    if (this.closed || this.timer || this.heldBack) return;
+    if (this.closed || this.timer) return;
     this.timer = setTimeout(() => {
       this.timer = undefined;
       this.reconcileNow().catch((err) => this.o.onError?.(err));

@@ -9,7 +9,7 @@ import type { EntryOp } from './diff.js';
 import type { StoredEntry } from './endpoints.js';
 import type { FastdpKernel } from './kernel.js';
 import { computeDesired, type DesiredState, type ModelConflict, type PeerDatapath, type PodEndpoint } from './model.js';
-import { Reconciler, type ReconcileReport } from './reconcile.js';
+import { Reconciler, type ReconcileOptions, type ReconcileReport } from './reconcile.js';
 
 export interface LocalView {
   vni: number;
@@ -84,9 +84,9 @@ export class Fastdp {
     return ensureHeartbeatPort(this.kernel, this.config, this.mtuValue);
   }
 
-  /** Bring kernel entries to `desired`, touching only what differs. */
-  reconcile(desired: DesiredState): Promise<ReconcileReport> {
-    return this.reconciler.reconcile(desired);
+  /** Bring kernel entries to `desired`, touching only what differs (or, additive, only adding what is missing). */
+  reconcile(desired: DesiredState, opts: ReconcileOptions = {}): Promise<ReconcileReport> {
+    return this.reconciler.reconcile(desired, opts);
   }
 
   /** The operations reconcile would apply now (dry run). */

@@ -169,12 +169,40 @@ export async function applyOps(k: EntryKernel, ports: Ports, ops: EntryOp[]): Pr
 }
 
 /**
+ * Only the operations that add an entry where none exists: no deletion, no
+ * change of an existing entry. What a restarted daemon may do before it
+ * knows the mesh's state (it must not remove or move what the kernel
+ * already forwards with).
+ */
+export function additiveOnly(ops: EntryOp[], actual: ActualState): EntryOp[] {
+  return ops.filter((op) => {
+    switch (op.op) {
+      case 'neigh-set':
+        return !actual.neighbours.has(op.ip);
+      case 'fdb-set':
+        return !actual.vxlanFdb.has(op.mac);
+      case 'flood-add':
+        return true;
+      case 'pin-set':
+        return !actual.pins.has(op.mac);
+      default:
+        return false;
+    }
+  });
+}
+
+export interface ReconcileOptions {
+  /** Apply only additions (additiveOnly). */
+  additive?: boolean;
+}
+
+/**
  * Serialised, coalescing reconciler: calls while one runs are merged into a
  * single follow-up run with the latest desired state.
  */
 export class Reconciler {
   private running: Promise<ReconcileReport> | undefined;
-  private next: { desired: DesiredState; waiters: ((r: Promise<ReconcileReport>) => void)[] } | undefined;
+  private next: { desired: DesiredState; opts: ReconcileOptions; waiters: ((r: Promise<ReconcileReport>) => void)[] } | undefined;
 
   constructor(
     private readonly k: EntryKernel,
@@ -188,24 +216,25 @@ export class Reconciler {
     return diffEntries(d, await readActual(this.k, p, d));
   }
 
-  reconcile(desired: DesiredState): Promise<ReconcileReport> {
-    if (!this.running) return this.start(desired);
+  reconcile(desired: DesiredState, opts: ReconcileOptions = {}): Promise<ReconcileReport> {
+    if (!this.running) return this.start(desired, opts);
     if (this.next) {
       this.next.desired = desired;
+      this.next.opts = opts;
     } else {
-      this.next = { desired, waiters: [] };
+      this.next = { desired, opts, waiters: [] };
     }
     const slot = this.next;
     return new Promise<Promise<ReconcileReport>>((resolve) => slot.waiters.push(resolve)).then((p) => p);
   }
 
-  private start(desired: DesiredState): Promise<ReconcileReport> {
-    const run = this.once(desired).finally(() => {
+  private start(desired: DesiredState, opts: ReconcileOptions): Promise<ReconcileReport> {
+    const run = this.once(desired, opts).finally(() => {
       this.running = undefined;
       const n = this.next;
       this.next = undefined;
       if (n) {
-        const p = this.start(n.desired);
+        const p = this.start(n.desired, n.opts);
         for (const w of n.waiters) w(p);
       }
     });
@@ -213,10 +242,12 @@ export class Reconciler {
     return run;
   }
 
-  private async once(desired: DesiredState): Promise<ReconcileReport> {
+  private async once(desired: DesiredState, opts: ReconcileOptions): Promise<ReconcileReport> {
     const p = await ports(this.k, this.names);
     const { desired: d, unplaced } = placeable(desired, p);
-    const ops = diffEntries(d, await readActual(this.k, p, d));
+    const actual = await readActual(this.k, p, d);
+    const all = diffEntries(d, actual);
+    const ops = opts.additive ? additiveOnly(all, actual) : all;
     return { ...(await applyOps(this.k, p, ops)), unplaced };
   }
 }

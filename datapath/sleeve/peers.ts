@@ -18,10 +18,10 @@ export interface PeerRec {
   pmtu: PathMtu | undefined;
   /** The peer told us its frames and broadcasts to us take the vxlan (so its sleeve broadcasts are not delivered twice). */
   fastdpToUs: boolean;
-  /** The verified path MTU was logged (once per search). */
-  pmtuLogged: boolean;
+  /** The verified frame budget last logged (0: none yet). */
+  loggedBudget: number;
 }
 
 export function newPeerRec(key: number, name: PeerName): PeerRec {
-  return { key, name, session: undefined, hop: undefined, pmtu: undefined, fastdpToUs: false, pmtuLogged: false };
+  return { key, name, session: undefined, hop: undefined, pmtu: undefined, fastdpToUs: false, loggedBudget: 0 };
 }

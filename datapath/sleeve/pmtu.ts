@@ -22,14 +22,18 @@
 export interface PmtuTimings {
   /** A round ends this long after its probes went out. */
   timeoutMs: number;
-  /** Verified paths are probed again after this long. */
+  /**
+   * A verified size is checked again (one probe) this often: a path can
+   * shrink without telling anyone (a switch port drops big frames silently).
+   * If the check is not acked, a full search follows.
+   */
   reverifyMs: number;
   /** After a search without any ack: first retry delay (doubles up to maxRetryMs). */
   retryMs: number;
   maxRetryMs: number;
 }
 
-export const DEFAULT_PMTU_TIMINGS: PmtuTimings = { timeoutMs: 400, reverifyMs: 10 * 60_000, retryMs: 1000, maxRetryMs: 30_000 };
+export const DEFAULT_PMTU_TIMINGS: PmtuTimings = { timeoutMs: 400, reverifyMs: 15_000, retryMs: 1000, maxRetryMs: 30_000 };
 
 /** The smallest frame budget we search down to: 576-byte IPv4 packets (RFC 791) plus Ethernet. */
 export const MIN_FRAME_BUDGET = 576 + 14;
@@ -44,11 +48,14 @@ export interface Probe {
   size: number;
 }
 
-type State = { kind: 'idle'; nextAt: number } | { kind: 'probing'; round: number; probes: Probe[]; acked: Set<number>; sentTwice: boolean; startedAt: number };
+type State =
+  | { kind: 'idle'; nextAt: number }
+  | { kind: 'probing'; round: number; probes: Probe[]; acked: Set<number>; sentTwice: boolean; startedAt: number; check: boolean };
 
 export class PathMtu {
   private state: State = { kind: 'idle', nextAt: 0 };
   private current: number;
+  private candidate: number;
   private isVerified = false;
   private lo = 0;
   private hi = 0;
@@ -64,6 +71,7 @@ export class PathMtu {
     private readonly t: PmtuTimings = DEFAULT_PMTU_TIMINGS,
   ) {
     this.current = Math.max(candidate, min);
+    this.candidate = this.current;
     this.retryDelay = t.retryMs;
   }
 
@@ -83,9 +91,15 @@ export class PathMtu {
   /** A new path (route change, EMSGSIZE, restart): search again from `candidate`. */
   reset(candidate: number, now: number): void {
     this.current = Math.max(candidate, this.min);
+    this.candidate = this.current;
     this.isVerified = false;
     this.retryDelay = this.t.retryMs;
     this.state = { kind: 'idle', nextAt: now };
+  }
+
+  /** Something suggests the path changed (the fast datapath to the peer failed): check the size in use now. */
+  recheck(now: number): void {
+    if (this.state.kind === 'idle') this.state = { kind: 'idle', nextAt: now };
   }
 
   /** Probes to send now (empty when none are due). Call it regularly (every ~100 ms). */
@@ -93,10 +107,9 @@ export class PathMtu {
     const s = this.state;
     if (s.kind === 'idle') {
       if (now < s.nextAt) return [];
-      this.lo = 0;
-      this.hi = this.current;
-      this.roundsThisSearch = 0;
-      return this.startRound(now, this.firstRoundSizes());
+      // A verified size: one probe confirms it, a full search follows only if it fails.
+      if (this.isVerified) return this.startRound(now, [this.current], true);
+      return this.startSearch(now);
     }
     if (!s.sentTwice && now - s.startedAt >= this.t.timeoutMs / 2) {
       s.sentTwice = true;
@@ -114,21 +127,37 @@ export class PathMtu {
     if (p && p.size === size) s.acked.add(size);
   }
 
+  private startSearch(now: number): Probe[] {
+    this.lo = 0;
+    this.hi = this.candidate;
+    this.roundsThisSearch = 0;
+    return this.startRound(now, this.firstRoundSizes());
+  }
+
   private firstRoundSizes(): number[] {
     const top = this.hi;
     return FRACTIONS.map((f) => Math.round(top - (top - this.min) * f));
   }
 
-  private startRound(now: number, sizes: number[]): Probe[] {
+  private startRound(now: number, sizes: number[], check = false): Probe[] {
     this.roundSeq = (this.roundSeq + 1) & 0x0fffffff;
     this.roundsThisSearch++;
     const uniq = [...new Set(sizes)].filter((x) => x >= this.min).sort((a, b) => b - a);
     const probes = uniq.map((size, i) => ({ id: (this.roundSeq << 4) | i, size }));
-    this.state = { kind: 'probing', round: this.roundSeq, probes, acked: new Set(), sentTwice: false, startedAt: now };
+    this.state = { kind: 'probing', round: this.roundSeq, probes, acked: new Set(), sentTwice: false, startedAt: now, check };
     return probes;
   }
 
   private endRound(now: number, s: Extract<State, { kind: 'probing' }>): Probe[] {
+    if (s.check) {
+      if (s.acked.size > 0) {
+        this.state = { kind: 'idle', nextAt: now + this.t.reverifyMs };
+        return [];
+      }
+      // The verified size no longer gets through: search again (the old size stays in use meanwhile).
+      this.isVerified = false;
+      return this.startSearch(now);
+    }
     let best = this.lo;
     let lost = this.hi + 1;
     for (const p of s.probes) {

@@ -268,6 +268,11 @@ export class Sleeve {
     this.local.setKnown(macs);
   }
 
+  /** Check the path MTU to `peer` now (the fast datapath to it just failed: maybe the path shrank). */
+  recheckPmtu(peer: PeerName): void {
+    this.peers.get(peerKey(peer))?.pmtu?.recheck(this.now());
+  }
+
   /** The sleeve reaches `peer` now (directly or relayed). */
   reachable(peer: PeerName): boolean {
     const rec = this.peers.get(peerKey(peer));
@@ -317,11 +322,17 @@ export class Sleeve {
       if (s.ready && now - s.lastHbSent >= this.lt.heartbeatMs) this.sendHeartbeat(s, now);
     }
     this.updateLinks(now);
+    this.aux.flush();
     for (const rec of this.peers.values()) {
       if (!rec.pmtu || !rec.hop?.session?.ready) continue;
-      for (const p of rec.pmtu.due(now)) this.sendProbe(rec, p.id, p.size);
-      if (rec.pmtu.verified && rec.pmtu.searches > 0 && !rec.pmtuLogged) {
-        rec.pmtuLogged = true;
+      // One send per probe: queued together, equal or shrinking sizes to one peer would leave as
+      // one UDP GSO super-datagram, which a virtual link may carry whole past its MTU.
+      for (const p of rec.pmtu.due(now)) {
+        this.sendProbe(rec, p.id, p.size);
+        this.aux.flush();
+      }
+      if (rec.pmtu.verified && rec.loggedBudget !== rec.pmtu.budget) {
+        rec.loggedBudget = rec.pmtu.budget;
         this.o.log.info({ peer: rec.name, mtu: rec.pmtu.budget - ETH_HEADER, via: rec.hop === rec ? 'direct' : rec.hop.name }, `sleeve: path MTU to ${this.nick(rec.name)} verified at ${rec.pmtu.budget - ETH_HEADER}${rec.hop === rec ? '' : ` (via ${this.nick(rec.hop.name)})`}`);
         this.o.onReachabilityChanged();
       }
@@ -762,7 +773,7 @@ export class Sleeve {
       const cand = this.candidateBudget(rec);
       if (rec.pmtu) rec.pmtu.reset(cand, now);
       else rec.pmtu = new PathMtu(cand, MIN_FRAME_BUDGET, this.pt);
-      rec.pmtuLogged = false;
+      rec.loggedBudget = 0;
     }
     if (changed) this.o.onReachabilityChanged();
   }
@@ -798,7 +809,7 @@ export class Sleeve {
     for (const rec of this.peers.values()) {
       if (rec.hop?.session !== s || !rec.pmtu) continue;
       rec.pmtu.reset(this.candidateBudget(rec), now);
-      rec.pmtuLogged = false;
+      rec.loggedBudget = 0;
     }
   }
 

@@ -104,7 +104,7 @@ export async function pingAll(from: Pod, targets: string[], wait = '2'): Promise
 
 /** Runs tcpdump on the underlay switch while `during` runs; returns the packets matching `filter` (one line each). */
 export async function capture(net: TestNet, filter: string, during: () => Promise<void>, opts: { hex?: boolean } = {}): Promise<string[]> {
-  const args = ['netns', 'exec', net.switchNs, 'tcpdump', '-i', 'br0', '-n', '-l', '-U', ...(opts.hex ? ['-X'] : ['-q']), filter];
+  const args = ['netns', 'exec', net.switchNs, 'tcpdump', '-i', 'br0', '--immediate-mode', '-n', '-l', '-U', ...(opts.hex ? ['-X'] : ['-q']), filter];
   const td = spawn('ip', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   net.track(td);
   let out = '';

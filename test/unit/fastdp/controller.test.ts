@@ -7,7 +7,7 @@ import { Fastdp } from '../../../datapath/fastdp/fastdp.js';
 import { heartbeatMac } from '../../../datapath/fastdp/heartbeat.js';
 import { FakeKernel } from './fake-kernel.js';
 
-async function host(name: string, ip: string): Promise<{ k: FakeKernel; c: FastdpController; reports: unknown[] }> {
+async function host(name: string, ip: string, held = false): Promise<{ k: FakeKernel; c: FastdpController; reports: unknown[] }> {
   const k = new FakeKernel();
   k.addUnderlay('eth0', ip);
   k.addLink({ name: 'meshnet-sleeve', kind: 'tun' });
@@ -24,6 +24,7 @@ async function host(name: string, ip: string): Promise<{ k: FakeKernel; c: Fastd
     vni: 42,
     heartbeatMac: heartbeatMac(name),
     debounceMs: 1,
+    held,
     onReconciled: (r) => reports.push(r),
   });
   return { k, c, reports };
@@ -64,5 +65,41 @@ describe('FastdpController', () => {
     expect(r.applied).toEqual([]);
     a.c.close();
     b.c.close();
+  });
+
+  it('held (after a restart): only adds what is missing, removes and moves nothing until released', async () => {
+    const first = await host('aa:00:00:00:00:01', '198.18.0.11');
+    const b = await host('aa:00:00:00:00:02', '198.18.0.12');
+    first.c.gossiper.onGossip('aa:00:00:00:00:02', b.c.setLocalPods([{ mac: '02:00:00:00:02:01', ip: '198.19.2.1' }]));
+    first.c.setPeerDatapath('aa:00:00:00:00:02', 'fastdp');
+    await settle();
+    const vx = (await first.k.getLink('meshnet-vxlan'))!.index;
+    expect(first.k.bridgeFdb.get('02:00:00:00:02:01')?.port).toBe(vx);
+    // The daemon restarts on the same kernel: held, knowing nothing of b yet.
+    const fastdp = new Fastdp(first.k, fastdpConfig({ localIp: '198.18.0.11', vni: 42 }));
+    expect((await fastdp.ensureDevices()).changes).toEqual([]);
+    const again = new FastdpController({
+      fastdp,
+      self: 'aa:00:00:00:00:01',
+      range: '198.19.0.0/16',
+      isKnownPeer: () => true,
+      vtep: '198.18.0.11',
+      vni: 42,
+      heartbeatMac: heartbeatMac('aa:00:00:00:00:01'),
+      debounceMs: 1,
+      held: true,
+    });
+    again.setLocalPods([{ mac: '02:00:00:00:01:07', ip: '198.19.1.7' }]);
+    await settle();
+    expect(first.k.bridgeFdb.get('02:00:00:00:02:01')?.port).toBe(vx); // b's pin survives
+    expect(again.addedWhileHeld).toBe(1); // the new local pod's neighbour entry
+    // It learns b is on the sleeve now: still no move while held.
+    again.gossiper.onGossip('aa:00:00:00:00:02', b.c.setLocalPods([{ mac: '02:00:00:00:02:01', ip: '198.19.2.1' }]));
+    again.setPeerDatapath('aa:00:00:00:00:02', 'sleeve');
+    await settle();
+    expect(first.k.bridgeFdb.get('02:00:00:00:02:01')?.port).toBe(vx);
+    const r = await again.release();
+    expect(r.applied.map((o) => o.op)).toEqual(['pin-set', 'flood-del']);
+    expect(first.k.bridgeFdb.get('02:00:00:00:02:01')?.port).toBe((await first.k.getLink('meshnet-sleeve'))!.index);
   });
 });

@@ -143,6 +143,25 @@ describe('path MTU search', () => {
     expect(p.due(1400).length).toBe(8); // retried after 1 s
   });
 
+  it('checks a verified size now and then, and searches again when the path shrank silently', () => {
+    let truth = 1464;
+    const p = new PathMtu(1464);
+    let t = 0;
+    const run = (until: number): void => {
+      for (; t < until; t += 50) for (const probe of p.due(t)) if (probe.size <= truth) p.acked(probe.id, probe.size);
+    };
+    run(1000);
+    expect([p.verified, p.budget]).toEqual([true, 1464]);
+    run(20_000);
+    expect(p.budget).toBe(1464); // checks passed
+    truth = 1314;
+    p.recheck(t);
+    run(t + 3000);
+    expect(p.verified).toBe(true);
+    expect(p.budget).toBeLessThanOrEqual(1314);
+    expect(p.budget).toBeGreaterThanOrEqual(1314 - 16);
+  });
+
   it('survives lost probes (each is sent twice)', () => {
     const { p } = search(1464, 1300, 0.3);
     expect(p.budget).toBeLessThanOrEqual(1300);
