@@ -203,12 +203,17 @@ export class Datapath implements Overlay {
   private mtuValue = 0;
   private timer: NodeJS.Timeout | undefined;
   private localPods: PodEndpoint[] = [];
+  /** Local pod IP -> the MAC the bridge learned on its port. */
+  private observed = new Map<string, string>();
+  private lastObserve = 0;
+  private observing = false;
   private bridgeMac: string | undefined;
   private bridgeIps: string[] = [];
   private started = false;
   private stopped = false;
   private startedAt = 0;
   private heardEndpoints = false;
+  private leaving = false;
   private releasing = false;
   private switchesTotal = 0;
   private controlDrops = 0;
@@ -378,7 +383,13 @@ export class Datapath implements Overlay {
    * pods now instead of keeping them for the grace period.
    */
   async leave(): Promise<void> {
-    this.endpointsChannel.gossip(this.controller.leave());
+    // From now on nothing we announce may supersede the departure.
+    this.leaving = true;
+    const u = this.controller.leave();
+    // Broadcast too: it is never dropped under backlog (gossip may be, e.g. behind an IPAM handover).
+    this.endpointsChannel.broadcast(u);
+    this.endpointsChannel.gossip(u);
+    this.log.info({}, 'datapath: leaving the mesh; peers drop our pods now');
     await new Promise((r) => setTimeout(r, 300));
   }
 
@@ -413,10 +424,54 @@ export class Datapath implements Overlay {
 
   // ---- what the daemon tells us ------------------------------------------------
 
-  /** Our pods (from IPAM/CNI): on every ADD/DEL and at start. */
+  /**
+   * Our pods (from IPAM/CNI): on every ADD/DEL and at start. `port`, the host
+   * end of the pod's veth, lets us confirm the pod's real MAC from the
+   * bridge's learned entries.
+   */
   setLocalPods(pods: readonly PodEndpoint[]): void {
     this.localPods = [...pods];
+    this.lastObserve = 0;
     this.publishLocal();
+  }
+
+  /**
+   * The MAC the bridge learned on each local pod's port. Exactly one MAC
+   * other than the one we were told means a chained plugin changed it; only
+   * the one we were told means it is right; none or several: not sure (yet).
+   */
+  private async observeMacs(): Promise<void> {
+    if (this.observing) return;
+    this.observing = true;
+    try {
+      const withPort = this.localPods.filter((p) => p.port);
+      const next = new Map<string, string>();
+      if (withPort.length) {
+        const links = new Map((await this.nl.listLinks()).map((l) => [l.name, l]));
+        const learned = new Map<number, string[]>();
+        for (const e of await this.nl.listFdb()) {
+          if (!e.isMaster || e.state !== 'dynamic') continue;
+          learned.set(e.ifindex, [...(learned.get(e.ifindex) ?? []), e.mac]);
+        }
+        for (const p of withPort) {
+          const l = links.get(p.port!);
+          if (!l) continue;
+          const macs = (learned.get(l.index) ?? []).filter((m) => m !== l.mac);
+          const others = macs.filter((m) => m !== p.mac);
+          const mac = others.length === 1 ? others[0] : macs.length === 1 && macs[0] === p.mac ? p.mac : undefined;
+          if (mac) next.set(p.ip, mac);
+        }
+      }
+      const same = next.size === this.observed.size && [...next].every(([ip, mac]) => this.observed.get(ip) === mac);
+      if (!same) {
+        this.observed = next;
+        this.publishLocal();
+      }
+    } catch (err) {
+      this.log.debug({ err: String(err) }, 'datapath: reading learned MACs failed');
+    } finally {
+      this.observing = false;
+    }
   }
 
   /** `meshnet expose`: give the bridge an address on the overlay (idempotent) and announce it. */
@@ -450,9 +505,14 @@ export class Datapath implements Overlay {
   }
 
   private publishLocal(): void {
+    if (this.leaving) return;
     const bridge: PodEndpoint[] = this.bridgeMac ? this.bridgeIps.map((ip) => ({ mac: this.bridgeMac!, ip })) : [];
-    const eps: PodEndpoint[] = [...this.localPods, ...bridge];
-    this.endpointsChannel.gossip(this.controller.setLocalPods(this.localPods, bridge));
+    // A pod's real MAC, once the bridge has seen it (a chained plugin such as `tuning` may have changed the one we were told).
+    const pods = this.localPods.map((p) => ({ mac: this.observed.get(p.ip) ?? p.mac, ip: p.ip }));
+    const eps: PodEndpoint[] = [...pods, ...bridge.filter((b) => !pods.some((p) => p.ip === b.ip))];
+    // Only MACs we are sure of are answered locally: a wrong permanent entry would cut the host off from its pod.
+    const certain = [...pods.filter((p) => this.observed.has(p.ip)), ...bridge];
+    this.endpointsChannel.gossip(this.controller.setLocalPods(eps, certain));
     const macs = new Set<number>();
     for (const p of eps) macs.add(macKeyOf(p.mac));
     if (this.bridgeMac) macs.add(macKeyOf(this.bridgeMac));
@@ -563,6 +623,12 @@ export class Datapath implements Overlay {
     this.sleeve.tick();
     const now = Date.now();
     this.maybeRelease(now);
+    // Confirm local pods' MACs: every second while some are unconfirmed, every 30 s otherwise.
+    const unconfirmed = this.localPods.some((p) => p.port && !this.observed.has(p.ip));
+    if (now - this.lastObserve > (unconfirmed ? 1000 : 30_000)) {
+      this.lastObserve = now;
+      void this.observeMacs();
+    }
     for (const link of this.peerLinks.values()) {
       const t = link.tracker;
       if (t && t.due(now)) {

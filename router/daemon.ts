@@ -23,7 +23,7 @@ import { VERSION } from './version.js';
 import { IpamService } from './ipam-service.js';
 import { HOST_CONTAINER_ID, ipamFeatures as ipamFeaturesOf, parseRange } from './ipam/index.js';
 import { CNI_HTTP_PATH, createCniService, IpHostNetwork, serveCniHttp, type CniLog, type CniService } from './cni/index.js';
-import { bridgeMac, podMac } from './cni/names.js';
+import { bridgeMac, hostVethName, podMac } from './cni/names.js';
 import { Datapath, DATAPATH_DEVICES } from '../datapath/index.js';
 
 export class StartError extends Error {
@@ -181,7 +181,7 @@ export class Daemon {
   /** Tell the datapath our pods (IPAM allocations; the CNI derives their MACs from their addresses) and our gateway address. */
   private syncPods(): void {
     const all = this.ipam.ipam.allocations();
-    this.datapath.setLocalPods(all.filter((a) => a.containerId !== HOST_CONTAINER_ID).map((a) => ({ mac: podMac(a.address), ip: a.address })));
+    this.datapath.setLocalPods(all.filter((a) => a.containerId !== HOST_CONTAINER_ID).map((a) => ({ mac: podMac(a.address), ip: a.address, port: hostVethName(a.containerId, a.iface) })));
     for (const a of all) if (a.containerId === HOST_CONTAINER_ID) this.datapath.announceBridgeAddress(a.address);
   }
 

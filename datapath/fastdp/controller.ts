@@ -35,6 +35,7 @@ export interface ControllerOptions extends Omit<EndpointsOptions, 'onChange'> {
 export class FastdpController {
   readonly gossiper: EndpointsGossiper;
   private localPods: PodEndpoint[] = [];
+  private localNeighbours: PodEndpoint[] = [];
 
   private readonly datapaths = new Map<PeerName, PeerDatapath>();
   private view = new Map<string, string>();
@@ -60,14 +61,16 @@ export class FastdpController {
   }
 
   /**
-   * Our pods changed (CNI ADD/DEL), and the bridge's own overlay addresses
-   * (announced like pods). Returns the gossip update to send.
+   * Our pods changed (CNI ADD/DEL). `pods`: every local address to announce
+   * (pods and the bridge's own addresses); `answerLocally`: those whose MAC
+   * is certain, which get a neighbour entry on the bridge so ARP for them
+   * never leaves the host. Returns the gossip update to send.
    */
-  setLocalPods(pods: PodEndpoint[], bridge: PodEndpoint[] = []): Uint8Array {
-    const all = [...pods, ...bridge.filter((b) => !pods.some((p) => p.ip === b.ip))];
-    this.localPods = all;
+  setLocalPods(pods: PodEndpoint[], answerLocally: PodEndpoint[] = []): Uint8Array {
+    this.localPods = [...pods];
+    this.localNeighbours = [...answerLocally];
     this.schedule();
-    return this.gossiper.setLocal({ vtep: this.o.vtep, vni: this.o.vni, heartbeatMac: this.o.heartbeatMac, pods: all });
+    return this.gossiper.setLocal({ vtep: this.o.vtep, vni: this.o.vni, heartbeatMac: this.o.heartbeatMac, pods });
   }
 
   /** We leave the mesh (`meshnet reset`): the update that tells peers to drop our entries now. */
@@ -93,8 +96,7 @@ export class FastdpController {
   async reconcileNow(): Promise<ReconcileReport & { conflicts: ModelConflict[]; moves: PodEndpoint[] }> {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    // Local addresses get neighbour entries too: ARP for them never leaves the host.
-    const local = { vni: this.o.vni, heartbeatMac: this.o.heartbeatMac, pods: this.localPods, localNeighbours: this.localPods };
+    const local = { vni: this.o.vni, heartbeatMac: this.o.heartbeatMac, pods: this.localPods, localNeighbours: this.localNeighbours };
     const { desired, conflicts } = desiredFromEntries(local, this.gossiper.remoteEntries(), (p) => this.datapaths.get(p) ?? 'none');
     const report = await this.o.fastdp.reconcile(desired, { additive: this.heldBack });
     if (this.heldBack) this.addedWhileHeld += report.applied.length;

@@ -30,6 +30,8 @@ export type PortRole = 'vxlan' | 'sleeve' | 'heartbeat';
 export interface PodEndpoint {
   mac: string;
   ip: string;
+  /** Local pods: the host end of the pod's veth (where the bridge learns its real MAC). */
+  port?: string;
 }
 
 export interface RemotePeer {

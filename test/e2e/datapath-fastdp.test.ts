@@ -113,16 +113,23 @@ describe('fastdp: 3 hosts × 2 pods through the CNI plugin', () => {
     await waitDatapaths(h3, { h1: 'fastdp', h2: 'fastdp' });
     expect((await meshnet(h3, ['reset'])).code).toBe(0);
     for (const h of hosts.slice(0, 2)) {
+      let left = '';
       await waitFor(
         async () => {
           const fdb = await h.run('bridge', ['fdb', 'show']);
           const neigh = await h.run('ip', ['neigh', 'show', 'dev', 'meshnet']);
-          return !fdb.includes(`dst ${h3.address}`) && !gone.some((p) => fdb.includes(p.mac) || neigh.includes(`${p.ip} `));
+          left = [...fdb.split('\n').filter((l) => l.includes(`dst ${h3.address}`) || gone.some((p) => l.includes(p.mac))), ...neigh.split('\n').filter((l) => gone.some((p) => l.startsWith(`${p.ip} `)))].join('; ');
+          return left === '';
         },
         20_000,
-        `${h.id} forgets h3's entries`,
+        `${h.id} forgets h3's entries (left: ${left})`,
         250,
-      );
+      ).catch(async (err: Error) => {
+        const s = await status(h);
+        const msgs = (t: string): string => t.split('\n').slice(-25).map((l) => { try { return (JSON.parse(l) as { msg: string }).msg; } catch { return l; } }).join('\n');
+        console.log(`DIAG ${h.id}`, JSON.stringify(s.peers.map((p) => [p.nickname, p.name])), JSON.stringify(s.datapath?.peers.map((p) => [p.nickname, p.peer, p.datapath])), '\n', msgs(logOf(h)), '\n---h3\n', msgs(logOf(h3)));
+        throw new Error(`${err.message}; still there: ${left}`);
+      });
     }
     expect((await h3.exec('ip', ['link', 'show', 'meshnet-vxlan'])).code).not.toBe(0);
   });

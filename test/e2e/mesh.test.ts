@@ -36,7 +36,7 @@ describe('mesh of five real daemons', () => {
 
   it('serves Prometheus metrics on the metrics address', async () => {
     const r = await hosts[0]!.exec(process.execPath, ['-e', `fetch('http://127.0.0.1:6782/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))`]);
-    expect(r.stdout).toMatch(/meshnet_connections\{state="established",encryption="encrypted",datapath="none"\} 4/);
+    expect(r.stdout).toMatch(/meshnet_connections\{state="established",encryption="encrypted",datapath="sleeve"\} 4/);
     expect(r.stdout).toMatch(/meshnet_peers 5/);
   });
 
