@@ -5,6 +5,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Mesh } from '../mesh/mesh.js';
+import type { ProbeResult } from './health.js';
 
 export type PageHandler = (req: IncomingMessage, res: ServerResponse) => boolean;
 
@@ -66,7 +67,7 @@ export class MetricsServer {
 
   constructor(
     private readonly metrics: Metrics,
-    private readonly ready: () => boolean,
+    private readonly probes: { healthz(): Promise<ProbeResult>; readyz(): Promise<ProbeResult> },
   ) {}
 
   addPages(handler: PageHandler): void {
@@ -96,8 +97,10 @@ export class MetricsServer {
     if (req.method !== 'GET' && req.method !== 'HEAD') return reply(res, 405, 'text/plain', 'method not allowed\n');
     const path = new URL(req.url ?? '/', 'http://x').pathname;
     if (path === '/metrics') return reply(res, 200, this.metrics.registry.contentType, await this.metrics.registry.metrics());
-    if (path === '/healthz') return reply(res, 200, 'text/plain', 'ok\n');
-    if (path === '/readyz') return this.ready() ? reply(res, 200, 'text/plain', 'ready\n') : reply(res, 503, 'text/plain', 'not ready\n');
+    if (path === '/healthz' || path === '/readyz') {
+      const r = await (path === '/healthz' ? this.probes.healthz() : this.probes.readyz());
+      return reply(res, r.ok ? 200 : 503, 'text/plain', r.ok ? (path === '/healthz' ? 'ok\n' : 'ready\n') : `${r.problems.join('\n')}\n`);
+    }
     for (const p of this.pages) if (p(req, res)) return;
     reply(res, 404, 'text/plain', 'not found\n');
   }
