@@ -73,7 +73,11 @@ async function startBackground(argv: string[], cfg: LaunchConfig): Promise<numbe
   // The password travels to the daemon in its environment, never on its command line.
   const childArgs = stripPasswordFlag(argv);
   const env: NodeJS.ProcessEnv = { ...process.env, [READY_FD_ENV]: '3' };
-  if (cfg.passwordSource === 'flag') env['MESHNET_PASSWORD'] = cfg.passwords[0];
+  if (cfg.passwordSource === 'flag') {
+    env['MESHNET_PASSWORD'] = cfg.passwords[0];
+    // So the daemon's report says where the operator gave it.
+    env['MESHNET_PASSWORD_SOURCE'] = 'flag';
+  }
   const main = fileURLToPath(new URL('./main.js', import.meta.url));
   const child = spawn(process.execPath, [main, 'launch', '--foreground', ...childArgs], {
     detached: true,

@@ -115,6 +115,8 @@ export interface ConfigEnv extends KubeEnv {
   MESHNET_RUN_DIR?: string | undefined;
   /** Peers added to the positional ones, separated by spaces or commas (docs/deploy.md 3.3). */
   MESHNET_PEERS?: string | undefined;
+  /** Set by `launch` for its background daemon when the password came from --password. */
+  MESHNET_PASSWORD_SOURCE?: string | undefined;
   /** This Kubernetes node (downward API spec.nodeName). */
   NODE_NAME?: string | undefined;
 }
@@ -151,7 +153,8 @@ export function parseLaunchArgs(argv: string[], env: ConfigEnv, readFile: (path:
     // A Secret with an empty key must not silently mean "unencrypted".
     if (env.MESHNET_PASSWORD === '') throw new ConfigError('MESHNET_PASSWORD is set but empty');
     passwords = [env.MESHNET_PASSWORD];
-    passwordSource = 'env';
+    // `launch --password` hands the password to its background daemon in the environment.
+    passwordSource = env.MESHNET_PASSWORD_SOURCE === 'flag' ? 'flag' : 'env';
   }
   if (passwords.some((p) => p.length === 0)) throw new ConfigError('--password: the password is empty');
 
