@@ -53,6 +53,7 @@ describe('report, probes, metrics address', () => {
       const r = await meshnet(h, ['report']);
       expect(r.code, r.stderr).toBe(0);
       for (const pw of [FLAG_PW, FILE_PW, ENV_PW]) expect(r.stdout).not.toContain(pw);
+      // eslint-disable-next-line @typescript-eslint/no-explicit-any -- a JSON document probed field by field
       const rep = JSON.parse(r.stdout) as Record<string, any>;
       expect(rep['config'].password.source).toBe(sources[h.id]);
       expect(rep['config'].passwords).toBeUndefined();
