@@ -146,11 +146,11 @@ describe('report', () => {
       config: cfg,
       status: example(),
       recent: [{ time: '2026-01-01T00:00:00Z', level: 'warn', msg: 'someone logged hunter2-secret by mistake' }],
-      metrics: [
+      metrics: ([
         { name: 'meshnet_peers', help: '', type: 'gauge' as never, aggregator: 'sum', values: [{ value: 3, labels: {} }] },
         { name: 'meshnet_connections', help: '', type: 'gauge' as never, aggregator: 'sum', values: [{ value: 2, labels: { state: 'established' } }] },
         { name: 'meshnet_nodejs_gc_duration_seconds', help: '', type: 'histogram' as never, aggregator: 'sum', values: [{ value: 1, labels: {} }] },
-      ],
+      ] as unknown as Parameters<typeof metricsSummary>[0]),
       uptimeSeconds: 12.4,
     });
     const text = JSON.stringify(r);
@@ -162,7 +162,7 @@ describe('report', () => {
   });
 
   it('summarises histograms by sum and count', () => {
-    const m = metricsSummary([
+    const m = metricsSummary(([
       {
         name: 'meshnet_x_seconds',
         help: '',
@@ -172,9 +172,9 @@ describe('report', () => {
           { value: 1, labels: { le: 0.1 }, metricName: 'meshnet_x_seconds_bucket' },
           { value: 2.5, labels: {}, metricName: 'meshnet_x_seconds_sum' },
           { value: 4, labels: {}, metricName: 'meshnet_x_seconds_count' },
-        ] as never,
+        ],
       },
-    ]);
+    ] as unknown) as Parameters<typeof metricsSummary>[0]);
     expect(m).toEqual({ meshnet_x_seconds: [{ labels: { stat: 'sum' }, value: 2.5 }, { labels: { stat: 'count' }, value: 4 }] });
   });
 });

@@ -48,7 +48,7 @@ describe('the password book', () => {
         // Distinct (peer, version) pairs carry one content, as their owner wrote it.
         const seen = new Map<string, PasswordEntry>();
         const norm = (e: PasswordEntry): PasswordEntry => seen.get(`${e.peer}/${e.version}`) ?? (seen.set(`${e.peer}/${e.version}`, e), e);
-        const all = [...xs, ...ys].map(norm);
+        const all = [...xs, ...ys].map((e) => norm({ ...e, ids: [...e.ids] }));
         const b1 = new PasswordBook(A);
         b1.merge(all);
         const b2 = new PasswordBook(A);
