@@ -14,6 +14,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { TestNet } from '../test/harness/netns.js';
 import { Netlink, IpBatchNetns, bridgeLine, ipLine } from '../datapath/netlink/index.js';
+import { table } from './table.js';
 
 function arg(name: string, def: number): number {
   const i = process.argv.indexOf(name);
@@ -31,13 +32,12 @@ interface Row {
   ms: number;
 }
 
-function table(rows: Row[]): string {
+function rowsTable(rows: Row[]): string {
   const head = ['operation', 'method', 'ops', 'total ms', 'ms/op', 'ops/s'];
-  const body = rows.map((r) => [r.op, r.method, String(r.n), r.ms.toFixed(1), (r.ms / r.n).toFixed(3), Math.round((r.n * 1000) / r.ms).toString()]);
-  const all = [head, ...body];
-  const w = head.map((_, i) => Math.max(...all.map((r) => r[i]!.length)));
-  const line = (r: string[]): string => `| ${r.map((c, i) => c.padEnd(w[i]!)).join(' | ')} |`;
-  return [line(head), `|${w.map((x) => '-'.repeat(x + 2)).join('|')}|`, ...body.map(line)].join('\n');
+  return table(
+    head,
+    rows.map((r) => [r.op, r.method, String(r.n), r.ms.toFixed(1), (r.ms / r.n).toFixed(3), Math.round((r.n * 1000) / r.ms).toString()]),
+  );
 }
 
 function exec(cmd: string, args: string[], input = ''): Promise<void> {
@@ -182,7 +182,7 @@ async function outside(): Promise<void> {
     if (code !== 0) throw new Error(`bench failed (${code}): ${err.trim()}`);
     const { rows, entries } = JSON.parse(out.trim().split('\n').pop()!) as { rows: Row[]; entries: number };
     console.log(`netlink vs iproute2 (kernel ${(await import('node:os')).release()}, ${entries} vxlan FDB entries at dump time)\n`);
-    console.log(table(rows));
+    console.log(rowsTable(rows));
   } finally {
     await net.destroy();
   }

@@ -19,7 +19,7 @@ const USAGE = `usage: meshnet COMMAND [ARGS]
   status [peers|connections|ipam|targets] [--json]
   expose [CIDR]               give this host an address on the overlay
   rmpeer PEER                 reclaim a dead peer's address space (name or nickname)
-  resolve --keep PEER|RING    settle an IPAM conflict (see docs/ipam.md)
+  ipam resolve --keep PEER|RING   settle an IPAM conflict (see docs/ipam.md)
   stop                        stop the router; kernel state and allocations stay
   reset [--state-dir DIR]     give our address space away, stop, remove bridge, vxlan, TAP and state
   install-cni [--bin-dir /opt/cni/bin] [--conf-dir /etc/cni/net.d]
@@ -124,10 +124,10 @@ async function main(argv: string[]): Promise<number> {
       console.log(r.message);
       return 0;
     }
-    case 'resolve': {
+    case 'ipam': {
       const { positional, flags } = parseArgs(rest, { '--run-dir': 'value', '--keep': 'value' });
       const keep = flags.get('--keep');
-      if (positional.length || typeof keep !== 'string') throw new UsageError('resolve needs --keep PEER|RING');
+      if (positional[0] !== 'resolve' || positional.length !== 1 || typeof keep !== 'string') throw new UsageError('usage: meshnet ipam resolve --keep PEER|RING');
       const r = await callApi<{ message: string }>(runDirOf(flags), 'POST', '/ipam/resolve', { keep }, 60_000);
       console.log(r.message);
       return 0;
