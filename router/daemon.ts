@@ -150,7 +150,7 @@ export class Daemon {
       { name, nickname: this.mesh.localNickname, incarnation, version: VERSION, encryption: secrets.length > 0, port: cfg.port },
       `meshnet ${VERSION} started as ${this.mesh.localNickname} (${name})`,
     );
-    this.ops.health.markStarted();
+    this.ops.started();
   }
 
   private async add(c: Startable): Promise<void> {

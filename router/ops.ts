@@ -81,9 +81,8 @@ export class DaemonOps {
     return init;
   }
 
-  /** After the mesh started: discovered targets go to it; probes get their checks. */
+  /** After the mesh started: probes get their checks. */
   afterMesh(): void {
-    this.kube?.attach(this.host.mesh);
     const h = this.health;
     h.addReadiness('control API', async () => {
       try {
@@ -98,6 +97,16 @@ export class DaemonOps {
       return ipam.ready ? [] : [`ipam: ${ipam.status}`];
     });
     h.addLiveness('ipam seed', () => this.kube?.healthProblems(this.host.ipam.ipam.status().ring !== null) ?? []);
+  }
+
+  /**
+   * Start-up is complete (explicit peers are targets already, so an address
+   * that is both keeps its explicit source): discovered targets go to the
+   * mesh from now on, and the probes stop answering "starting".
+   */
+  started(): void {
+    this.kube?.attach(this.host.mesh);
+    this.health.markStarted();
   }
 
   /** The metrics server with the probes and the topology page. */
