@@ -89,10 +89,9 @@ export const PAGE_JS = `'use strict';
       var g = svgEl('g', { 'class': 'peer' + (n.self ? ' self' : '') + (n.reachable ? '' : ' unreachable'), 'data-peer': n.name, 'data-nickname': n.nickname });
       g.appendChild(svgEl('circle', { cx: n.x, cy: n.y, r: 30 }));
       g.appendChild(svgEl('text', { x: n.x, y: n.y + 4 }, label(n)));
-      // The share label sits outside the circle, away from the centre, where no link runs.
-      var dx = n.x - 320, dy = n.y - 240, len = Math.sqrt(dx * dx + dy * dy);
-      var lx = len ? n.x + (dx / len) * 50 : n.x, ly = len ? n.y + (dy / len) * 46 + 4 : n.y + 46;
-      g.appendChild(svgEl('text', { x: Math.round(lx), y: Math.round(ly), 'class': 'sub' }, pct(n.share) + (n.inUse === null ? '' : ', ' + n.inUse + ' in use')));
+      // The share label goes under the circle, or above it for peers in the upper half, where links leave downwards.
+      var ly = n.y < 200 ? n.y - 40 : n.y + 48;
+      g.appendChild(svgEl('text', { x: n.x, y: ly, 'class': 'sub' }, pct(n.share) + (n.inUse === null ? '' : ', ' + n.inUse + ' in use')));
       g.appendChild(svgEl('title', {}, n.name + ' (' + n.route + ')'));
       svg.appendChild(g);
     });
