@@ -8,6 +8,8 @@ import { closeSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { callApi } from '../router/api-client.js';
+import type { StatusJson } from '../router/status.js';
+import { LaunchProgress, startupSummary } from './progress.js';
 import { parseLaunchArgs, type LaunchConfig } from '../router/config.js';
 import { Daemon } from '../router/daemon.js';
 
@@ -28,6 +30,14 @@ export async function launch(argv: string[]): Promise<number> {
 async function runForeground(cfg: LaunchConfig): Promise<number> {
   const readyFd = process.env[READY_FD_ENV] ? Number(process.env[READY_FD_ENV]) : undefined;
   delete process.env[READY_FD_ENV];
+  const progress = (what: string): void => {
+    if (readyFd === undefined) return;
+    try {
+      writeSync(readyFd, `${JSON.stringify({ progress: what })}\n`);
+    } catch {
+      /* parent gone */
+    }
+  };
   const tell = (msg: object): void => {
     if (readyFd === undefined) return;
     try {
@@ -40,7 +50,7 @@ async function runForeground(cfg: LaunchConfig): Promise<number> {
   };
   let daemon: Daemon;
   try {
-    daemon = await Daemon.start(cfg);
+    daemon = await Daemon.start(cfg, undefined, progress);
   } catch (err) {
     tell({ error: (err as Error).message });
     throw err;
@@ -63,7 +73,11 @@ async function startBackground(argv: string[], cfg: LaunchConfig): Promise<numbe
   // The password travels to the daemon in its environment, never on its command line.
   const childArgs = stripPasswordFlag(argv);
   const env: NodeJS.ProcessEnv = { ...process.env, [READY_FD_ENV]: '3' };
-  if (cfg.passwordSource === 'flag') env['MESHNET_PASSWORD'] = cfg.passwords[0];
+  if (cfg.passwordSource === 'flag') {
+    env['MESHNET_PASSWORD'] = cfg.passwords[0];
+    // So the daemon's report says where the operator gave it.
+    env['MESHNET_PASSWORD_SOURCE'] = 'flag';
+  }
   const main = fileURLToPath(new URL('./main.js', import.meta.url));
   const child = spawn(process.execPath, [main, 'launch', '--foreground', ...childArgs], {
     detached: true,
@@ -71,18 +85,32 @@ async function startBackground(argv: string[], cfg: LaunchConfig): Promise<numbe
     env,
   });
   closeSync(logFd);
+  // Progress lines ({"progress": ...}) come first, then one final word; a step that takes long is printed.
+  const shown = new LaunchProgress((line) => process.stderr.write(`meshnet: ${line}\n`));
   const word = await new Promise<{ ok?: boolean; error?: string }>((resolve) => {
     let text = '';
+    let final: { ok?: boolean; error?: string } | undefined;
     const pipe = child.stdio[3] as NodeJS.ReadableStream;
     const timer = setTimeout(() => resolve({ error: `the daemon did not start within ${START_TIMEOUT_MS / 1000} s (see ${logPath})` }), START_TIMEOUT_MS);
-    pipe.on('data', (d: Buffer) => (text += d.toString()));
+    pipe.on('data', (d: Buffer) => {
+      text += d.toString();
+      let nl: number;
+      while ((nl = text.indexOf('\n')) >= 0) {
+        const line = text.slice(0, nl).trim();
+        text = text.slice(nl + 1);
+        try {
+          const msg = JSON.parse(line) as { progress?: string; ok?: boolean; error?: string };
+          if (typeof msg.progress === 'string') shown.step(msg.progress);
+          else final = msg;
+        } catch {
+          /* not ours */
+        }
+      }
+    });
     pipe.on('end', () => {
       clearTimeout(timer);
-      try {
-        resolve(JSON.parse(text.trim().split('\n')[0] ?? '') as { ok?: boolean; error?: string });
-      } catch {
-        resolve({ error: `the daemon exited during start-up (see ${logPath})` });
-      }
+      shown.done();
+      resolve(final ?? { error: `the daemon exited during start-up (see ${logPath})` });
     });
   });
   if (!word.ok) {
@@ -92,6 +120,12 @@ async function startBackground(argv: string[], cfg: LaunchConfig): Promise<numbe
   child.unref();
   (child.stdio[3] as unknown as { destroy(): void }).destroy();
   await callApi(cfg.runDir, 'GET', '/version', undefined, 10_000);
+  try {
+    const note = startupSummary(await callApi<StatusJson>(cfg.runDir, 'GET', '/status', undefined, 5_000));
+    if (note) process.stderr.write(`meshnet: ${note}\n`);
+  } catch {
+    /* the router is up; its status is a courtesy here */
+  }
   return 0;
 }
 

@@ -8,6 +8,7 @@ import type { StatusJson } from '../router/status.js';
 import { formatStatus, type StatusView } from '../router/status-text.js';
 import { VERSION } from '../router/version.js';
 import { launch } from './launch.js';
+import { passwordCommand, PASSWORD_USAGE, reportCommand } from './ops-commands.js';
 import { removeHostState } from '../router/daemon.js';
 import { DEFAULT_BIN_DIR, DEFAULT_CONF_DIR, installCni } from '../router/cni/install.js';
 
@@ -22,6 +23,8 @@ const USAGE = `usage: meshnet COMMAND [ARGS]
   stop                        stop the router; kernel state and allocations stay
   reset [--state-dir DIR]     give our address space away, stop, remove bridge, vxlan, TAP and state
   install-cni [--bin-dir /opt/cni/bin] [--conf-dir /etc/cni/net.d]
+  report                      one JSON document for a bug report (no secrets)
+  password [list|add|promote|remove]   roll a new password without downtime
   version
 Every command takes --run-dir DIR (env MESHNET_RUN_DIR, default ${DEFAULTS.runDir}).`;
 
@@ -36,7 +39,10 @@ const LAUNCH_HELP = `usage: meshnet launch [PEER...] [flags]
   --state-dir DIR          default ${DEFAULTS.stateDir}
   --run-dir DIR            default ${DEFAULTS.runDir} (env MESHNET_RUN_DIR)
   --metrics-addr HOST:PORT default ${DEFAULTS.metricsAddr}
-  --foreground  --log-level LEVEL`;
+  --foreground  --log-level LEVEL
+  --peers-from-kubernetes  also connect to every Kubernetes Node (in-cluster API; env NODE_NAME)
+Env MESHNET_PEERS adds peers (HOST[:PORT] separated by spaces or commas).
+--ipalloc-init seed-from-kubernetes: the oldest Node creates the IPAM ring (needs --peers-from-kubernetes).`;
 
 class UsageError extends Error {}
 
@@ -155,6 +161,14 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(`${r.plugin} (${r.kind === 'shim' ? 'compiled shim' : 'Node plugin'}: ${r.note})\n${r.conflist}\n`);
       return 0;
     }
+    case 'report':
+      return reportCommand(rest, runDirOf);
+    case 'password':
+      if (rest.includes('--help') || rest.includes('-h')) {
+        console.log(PASSWORD_USAGE);
+        return 0;
+      }
+      return passwordCommand(rest, runDirOf);
     case 'version':
       console.log(`meshnet ${VERSION}`);
       return 0;

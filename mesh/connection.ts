@@ -31,6 +31,8 @@ export class Connection {
   readonly encrypted: boolean;
   readonly keys: SessionKeys | undefined;
   readonly secretIndex: number;
+  /** Id of the password this connection's keys came from (the secrets may change later: rotation). */
+  readonly secretId: Uint8Array | undefined;
   /** "ip:port" of the other end of the TCP connection. */
   readonly remoteAddress: string;
   bytesIn = 0;
@@ -61,6 +63,7 @@ export class Connection {
     this.encrypted = hs.encrypted;
     this.keys = hs.keys;
     this.secretIndex = hs.secretIndex;
+    this.secretId = hs.secretId;
     this.sealer = hs.sealer;
     this.opener = hs.opener;
     this.remoteAddress = `${stream.remoteIp}:${stream.remotePort}`;

@@ -99,6 +99,8 @@ export interface HandshakeResult {
   encrypted: boolean;
   /** Index into params.secrets of the password in use. */
   secretIndex: number;
+  /** Id (crypto.passwordId) of the password in use; undefined when unencrypted. */
+  secretId: Uint8Array | undefined;
   keys: SessionKeys | undefined;
   sealer: FrameSealer | undefined;
   opener: FrameOpener | undefined;
@@ -237,6 +239,7 @@ async function handshake(stream: ByteStream, reader: StreamReader, p: HandshakeP
     connUid,
     encrypted,
     secretIndex,
+    secretId: secretIndex >= 0 ? p.secrets[secretIndex]!.id : undefined,
     keys,
     sealer,
     opener,

@@ -13,8 +13,9 @@ import { LogOnce, silentLogger, type Logger } from './log.js';
 import { formatPeerName, parsePeerName, randomUid, type PeerId } from './peer-name.js';
 import { Routes } from './routes.js';
 import { TokenBucket } from './token-bucket.js';
-import { recordCount, recordPeer, splitAddress, unpackRecord, unpackRecords, type TopologyMessage } from './topology-codec.js';
-import { PULL_DELAY_MS, Topology } from './topology.js';
+import { splitAddress, unpackRecords, type TopologyMessage } from './topology-codec.js';
+import { Topology } from './topology.js';
+import { TopologySync } from './topology-sync.js';
 import type { ByteStream, Transport } from './transport.js';
 import type { Identity } from './wire/identity.js';
 import { PROTOCOL_MAX_VERSION, PROTOCOL_MIN_VERSION, Tag, type Message } from './wire/protocol.js';
@@ -131,10 +132,7 @@ export class Mesh extends EventEmitter implements MeshHandle {
   private readonly knownUids = new Map<PeerId, string>();
   private secrets: readonly Secret[];
   private incarnation: number;
-  private publishTimer: NodeJS.Timeout | undefined;
-  private pullTimer: NodeJS.Timeout | undefined;
-  private lastPublish = 0;
-  private gcTimer: NodeJS.Timeout | undefined;
+  private readonly sync: TopologySync;
   private discoveryTimer: NodeJS.Timeout | undefined;
   private antiEntropyTimer: NodeJS.Timeout | undefined;
   private started = false;
@@ -162,6 +160,21 @@ export class Mesh extends EventEmitter implements MeshHandle {
       stats: this.stats,
       log: this.log,
       logOnce: this.logOnce,
+    });
+    this.sync = new TopologySync({
+      topology: this.topology,
+      timing: this.timing,
+      log: this.log,
+      sent: this.stats.topologySent,
+      neighbours: () => [...this.connections.keys()],
+      isConnected: (peer) => this.connections.has(peer),
+      send: (to, m) => this.sendTopology(to, m),
+      onChanged: () => this.topologyChanged(),
+      onPeerGone: (peer) => this.emit('peer-removed', formatPeerName(peer)),
+      onIncarnation: (inc) => {
+        this.incarnation = inc;
+        this.config.onIncarnation?.(inc);
+      },
     });
     this.maker = new ConnectionMaker(
       {
@@ -198,7 +211,8 @@ export class Mesh extends EventEmitter implements MeshHandle {
     if (this.stopped) return;
     this.stopped = true;
     this.maker.stop();
-    for (const t of [this.publishTimer, this.gcTimer, this.discoveryTimer, this.pullTimer]) clearTimeout(t);
+    this.sync.stop();
+    clearTimeout(this.discoveryTimer);
     clearInterval(this.antiEntropyTimer);
     for (const s of this.handshaking) s.destroy();
     for (const c of [...this.connections.values()]) c.close('peer is shutting down');
@@ -463,11 +477,11 @@ export class Mesh extends EventEmitter implements MeshHandle {
       `connection to ${conn.remote.nickname} (${peerName}) established${restarted ? '; the peer restarted' : ''}`,
     );
     this.topology.setLocalConnection({ peer: conn.peer, address: conn.dialAddress, outbound: conn.outbound, established: true });
-    this.schedulePublish();
+    this.sync.localChanged();
     this.maker.onConnected(conn.peer);
     if (bringsNews) {
       // The neighbour gets our digest (it pulls what it lacks) and every channel's full state.
-      this.sendTopology(conn.peer, { type: 'digest', items: this.topology.digest() });
+      this.sync.sendDigest(conn.peer);
       this.gossip.sendAllState(conn.peer);
     }
     if (this.config.overlay) {
@@ -498,7 +512,7 @@ export class Mesh extends EventEmitter implements MeshHandle {
     const peerName = formatPeerName(conn.peer);
     if (!this.stopped) this.log.info({ peer: peerName, nickname: conn.remote.nickname, reason }, `connection to ${conn.remote.nickname} (${peerName}) lost: ${reason}`);
     this.topology.removeLocalConnection(conn.peer);
-    this.schedulePublish();
+    this.sync.localChanged();
     this.maker.onDisconnected(conn.peer, Date.now() - conn.since);
     this.emit('connection-lost', peerName);
   }
@@ -533,113 +547,29 @@ export class Mesh extends EventEmitter implements MeshHandle {
   // ---- topology ----------------------------------------------------------------
 
   private sendTopology(to: PeerId, m: TopologyMessage): void {
-    if (m.type === 'update') {
-      for (const e of m.entries) {
-        this.count(this.stats.topologySent, e.kind);
-        const bytes = e.kind === 'full' ? e.conns.length : e.upserts.length;
-        this.stats.topologySent.set(`${e.kind}-record-bytes`, (this.stats.topologySent.get(`${e.kind}-record-bytes`) ?? 0) + bytes);
-      }
-    } else this.count(this.stats.topologySent, m.type);
     this.gossip.sendRaw(to, TOPOLOGY_CHANNEL, m);
   }
 
   private onTopology(conn: Connection, payload: Uint8Array): void {
     const m = this.gossip.decodeTopology(conn.peer, payload);
-    if (!m) return;
-    const res = this.topology.handle(conn.peer, m);
-    for (const o of res.out) this.sendTopology(o.to, o.msg);
-    if (res.selfBumped !== undefined) {
-      this.incarnation = res.selfBumped;
-      this.config.onIncarnation?.(res.selfBumped);
-      this.log.warn({ incarnation: res.selfBumped }, 'another incarnation of this peer name was seen; moved past it');
-    }
-    const neighbours = [...this.connections.keys()];
-    for (const u of res.relay) {
-      for (const to of this.topology.relayTargets(u.id, conn.peer, neighbours)) this.sendTopology(to, { type: 'update', entries: [u] });
-    }
-    if (res.pullLater) this.schedulePulls();
-    if (res.changed) this.topologyChanged();
-  }
-
-  private schedulePulls(): void {
-    if (this.pullTimer || this.stopped) return;
-    this.pullTimer = setTimeout(() => {
-      this.pullTimer = undefined;
-      for (const o of this.topology.duePulls()) this.sendTopology(o.to, o.msg);
-    }, PULL_DELAY_MS);
-    this.pullTimer.unref?.();
-  }
-
-  private schedulePublish(): void {
-    if (this.publishTimer || this.stopped) return;
-    const wait = Math.max(this.timing.publishDelayMs, this.lastPublish + this.timing.publishIntervalMs - Date.now());
-    this.publishTimer = setTimeout(() => {
-      this.publishTimer = undefined;
-      this.lastPublish = Date.now();
-      const delta = this.topology.publishLocal();
-      if (!delta) return;
-      for (const n of this.connections.keys()) this.sendTopology(n, { type: 'update', entries: [delta] });
-      this.topologyChanged();
-    }, wait);
-    this.publishTimer.unref?.();
+    if (m) this.sync.onMessage(conn.peer, m);
   }
 
   private topologyChanged(): void {
     this.emit('topology-changed');
-    if (!this.gcTimer && !this.stopped) {
-      this.gcTimer = setTimeout(() => {
-        this.gcTimer = undefined;
-        this.collectGarbage();
-      }, this.timing.gcDelayMs);
-      this.gcTimer.unref?.();
-    }
-    if (!this.discoveryTimer && !this.stopped) {
-      this.discoveryTimer = setTimeout(() => {
-        this.discoveryTimer = undefined;
-        this.discover();
-      }, 100);
-      this.discoveryTimer.unref?.();
-    }
-  }
-
-  private collectGarbage(): void {
-    for (const id of this.topology.unreachable()) {
-      if (this.connections.has(id)) continue;
-      const e = this.topology.entries.get(id);
-      if (this.topology.remove(id)) {
-        const name = formatPeerName(id);
-        this.log.info({ peer: name, nickname: e?.nickname }, `peer ${e?.nickname ?? ''} (${name}) is gone`);
-        this.emit('peer-removed', name);
-      }
-    }
-  }
-
-  /** Every peer someone lists a connection to, and where it can be dialled. */
-  private discover(): void {
-    if (this.stopped) return;
-    const found = new Map<PeerId, string[]>();
-    for (const e of this.topology.entries.values()) {
-      if (e.id === this.selfId) continue;
-      const n = recordCount(e.conns);
-      for (let i = 0; i < n; i++) {
-        // Read the id first: in a converged mesh almost every record names a
-        // peer we are already connected to, and unpacking it would be waste.
-        const peer = recordPeer(e.conns, i);
-        if (peer === this.selfId || this.connections.has(peer)) continue;
-        const address = unpackRecord(e.conns, i).address;
-        const list = found.get(peer) ?? [];
-        if (!list.includes(address)) list.push(address);
-        found.set(peer, list);
-      }
-    }
-    this.maker.setDiscovered(found);
+    if (this.discoveryTimer || this.stopped) return;
+    this.discoveryTimer = setTimeout(() => {
+      this.discoveryTimer = undefined;
+      if (!this.stopped) this.maker.setDiscovered(this.sync.discover());
+    }, 100);
+    this.discoveryTimer.unref?.();
   }
 
   private antiEntropy(): void {
     const ns = [...this.connections.keys()];
     if (ns.length === 0) return;
     const n = ns[Math.floor(Math.random() * ns.length)]!;
-    this.sendTopology(n, { type: 'digest', items: this.topology.digest() });
+    this.sync.sendDigest(n);
     this.gossip.sendAllState(n);
   }
 

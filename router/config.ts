@@ -4,6 +4,7 @@
 
 import { isIP } from 'node:net';
 import { parseInitMode, parseRange } from './ipam/init.js';
+import { kubeApiFromEnv, SEED_FROM_KUBERNETES, type KubeEnv, type KubeSettings } from './kube/index.js';
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -35,6 +36,8 @@ export interface LaunchConfig {
   /** Where the password came from (for the report; never the password). */
   passwordSource: 'flag' | 'file' | 'env' | 'none';
   passwordFile?: string;
+  /** --peers-from-kubernetes: the API server and this node's name (docs/deploy.md 3.1). */
+  kubernetes?: KubeSettings;
 }
 
 export const DEFAULTS = {
@@ -65,6 +68,7 @@ const LAUNCH_FLAGS: Record<string, 'value' | 'bool'> = {
   '--metrics-addr': 'value',
   '--foreground': 'bool',
   '--log-level': 'value',
+  '--peers-from-kubernetes': 'bool',
 };
 
 export interface ParsedArgs {
@@ -105,10 +109,16 @@ export function parseArgs(argv: string[], known: Record<string, 'value' | 'bool'
   return { positional, flags };
 }
 
-export interface ConfigEnv {
+export interface ConfigEnv extends KubeEnv {
   MESHNET_PASSWORD?: string | undefined;
   IPALLOC_RANGE?: string | undefined;
   MESHNET_RUN_DIR?: string | undefined;
+  /** Peers added to the positional ones, separated by spaces or commas (docs/deploy.md 3.3). */
+  MESHNET_PEERS?: string | undefined;
+  /** Set by `launch` for its background daemon when the password came from --password. */
+  MESHNET_PASSWORD_SOURCE?: string | undefined;
+  /** This Kubernetes node (downward API spec.nodeName). */
+  NODE_NAME?: string | undefined;
 }
 
 /** Parse `launch` arguments. Reading the password file is the caller's job (see readPasswordFile). */
@@ -119,6 +129,14 @@ export function parseLaunchArgs(argv: string[], env: ConfigEnv, readFile: (path:
     return typeof v === 'string' ? v : undefined;
   };
   for (const p of positional) parsePeerAddress(p, DEFAULTS.port);
+  const envPeers = peersFromEnv(env.MESHNET_PEERS);
+  const peers = [...positional];
+  const seen = new Set(positional.map((p) => parsePeerAddress(p, DEFAULTS.port)));
+  for (const p of envPeers) {
+    const norm = parsePeerAddress(p, DEFAULTS.port);
+    if (!seen.has(norm)) peers.push(p);
+    seen.add(norm);
+  }
 
   let passwords: string[] = [];
   let passwordSource: LaunchConfig['passwordSource'] = 'none';
@@ -131,18 +149,35 @@ export function parseLaunchArgs(argv: string[], env: ConfigEnv, readFile: (path:
   } else if (pwFile !== undefined) {
     passwords = [readPasswordFile(pwFile, readFile)];
     passwordSource = 'file';
-  } else if (env.MESHNET_PASSWORD) {
+  } else if (env.MESHNET_PASSWORD !== undefined) {
+    // A Secret with an empty key must not silently mean "unencrypted".
+    if (env.MESHNET_PASSWORD === '') throw new ConfigError('MESHNET_PASSWORD is set but empty');
     passwords = [env.MESHNET_PASSWORD];
-    passwordSource = 'env';
+    // `launch --password` hands the password to its background daemon in the environment.
+    passwordSource = env.MESHNET_PASSWORD_SOURCE === 'flag' ? 'flag' : 'env';
   }
   if (passwords.some((p) => p.length === 0)) throw new ConfigError('--password: the password is empty');
 
   const range = str('--ipalloc-range') ?? env.IPALLOC_RANGE ?? DEFAULTS.ipallocRange;
   const init = str('--ipalloc-init');
+  const fromKube = flags.has('--peers-from-kubernetes');
+  let kubernetes: KubeSettings | undefined;
+  if (fromKube) {
+    try {
+      kubernetes = { api: kubeApiFromEnv(env) };
+    } catch (err) {
+      throw new ConfigError((err as Error).message);
+    }
+    if (env.NODE_NAME) kubernetes.nodeName = env.NODE_NAME;
+  }
   try {
     parseRange(range);
-    parseInitMode(init, positional.length);
+    if (init === SEED_FROM_KUBERNETES) {
+      if (!fromKube) throw new ConfigError('--ipalloc-init: seed-from-kubernetes needs --peers-from-kubernetes');
+      if (!env.NODE_NAME) throw new ConfigError('--ipalloc-init: seed-from-kubernetes needs NODE_NAME (set it from the downward API spec.nodeName)');
+    } else parseInitMode(init, peers.length);
   } catch (err) {
+    if (err instanceof ConfigError) throw err;
     throw new ConfigError((err as Error).message.replace(/^invalid (--[a-z-]+) /, '$1: '));
   }
 
@@ -169,7 +204,7 @@ export function parseLaunchArgs(argv: string[], env: ConfigEnv, readFile: (path:
   if (!levels.includes(logLevel)) throw new ConfigError(`--log-level: "${logLevel}" is not one of ${levels.join(', ')}`);
 
   const cfg: LaunchConfig = {
-    peers: positional,
+    peers,
     passwords,
     passwordSource,
     ipallocRange: range,
@@ -189,7 +224,21 @@ export function parseLaunchArgs(argv: string[], env: ConfigEnv, readFile: (path:
   if (nickname !== undefined) cfg.nickname = nickname;
   if (mtu !== undefined) cfg.mtu = mtu;
   if (pwFile !== undefined) cfg.passwordFile = pwFile;
+  if (kubernetes) cfg.kubernetes = kubernetes;
   return cfg;
+}
+
+/** MESHNET_PEERS: HOST[:PORT] separated by spaces or commas; each checked, the variable named in errors. */
+export function peersFromEnv(value: string | undefined): string[] {
+  const list = (value ?? '').split(/[\s,]+/).filter(Boolean);
+  for (const p of list) {
+    try {
+      parsePeerAddress(p, DEFAULTS.port);
+    } catch (err) {
+      throw new ConfigError(`MESHNET_PEERS: ${(err as Error).message}`);
+    }
+  }
+  return list;
 }
 
 export function readPasswordFile(path: string, readFile: (path: string) => string): string {

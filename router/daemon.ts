@@ -17,7 +17,7 @@ import { ApiError, ApiServer } from './api-server.js';
 import { ConfigError, parsePeerAddress, type LaunchConfig } from './config.js';
 import { absoluteStateDir, loadIdentity, machineId, saveIdentity } from './identity-store.js';
 import { createLogger, RecentErrors } from './logger.js';
-import { Metrics, MetricsServer } from './metrics.js';
+import { DaemonOps, type Progress } from './ops.js';
 import { meshStatus, type StatusJson } from './status.js';
 import { VERSION } from './version.js';
 import { IpamService } from './ipam-service.js';
@@ -48,6 +48,7 @@ export class Daemon {
   cni!: CniService;
   datapath!: Datapath;
   api!: ApiServer;
+  ops!: DaemonOps;
   private readonly started: Startable[] = [];
   private stopping: Promise<void> | undefined;
   /** Resolves when the daemon has stopped (by API, signal or error). */
@@ -57,13 +58,14 @@ export class Daemon {
   private constructor(
     readonly config: LaunchConfig,
     logDest?: NodeJS.WritableStream,
+    private readonly progress: Progress = () => undefined,
   ) {
     this.log = createLogger(config.logLevel, this.recent, logDest);
     this.done = new Promise((r) => (this.resolveDone = r));
   }
 
-  static async start(config: LaunchConfig, logDest?: NodeJS.WritableStream): Promise<Daemon> {
-    const d = new Daemon(config, logDest);
+  static async start(config: LaunchConfig, logDest?: NodeJS.WritableStream, progress?: Progress): Promise<Daemon> {
+    const d = new Daemon(config, logDest, progress);
     try {
       await d.boot();
     } catch (err) {
@@ -88,6 +90,7 @@ export class Daemon {
     const fallback = cryptoFallbackReason();
     if (fallback) this.log.warn({ backend: cryptoBackendName() }, `using the portable crypto backend: ${fallback}`);
     const secrets: Secret[] = [];
+    if (cfg.passwords.length) this.progress('stretching the password (argon2id)');
     for (const pw of cfg.passwords) {
       const key = await stretchPassword(Buffer.from(pw, 'utf8'));
       secrets.push({ id: passwordId(key), key });
@@ -109,17 +112,22 @@ export class Daemon {
       logger: this.log,
       onIncarnation: (inc) => saveIdentity(cfg.stateDir, { name, incarnation: inc }),
     });
-    this.ipam = new IpamService({ range: cfg.ipallocRange, init: cfg.ipallocInit, launchPeers: cfg.peers.length, stateDir: cfg.stateDir }, this.mesh, this.log);
+    this.ops = new DaemonOps(this, secrets, this.progress);
+    await this.add({ name: 'kubernetes discovery', start: async () => undefined, stop: () => this.ops.stopKube() });
+    const init = await this.ops.ipamInit(name);
+    this.ipam = new IpamService({ range: cfg.ipallocRange, init, launchPeers: cfg.peers.length, stateDir: cfg.stateDir }, this.mesh, this.log);
     // IPAM loads its state before any gossip can arrive.
     await this.add({ name: 'IPAM', start: () => this.ipam.start(), stop: () => this.ipam.stop() });
     // The datapath registers its gossip channels and is plugged in before the mesh starts.
     const dpOpts = { host: cfg.host, peers: cfg.peers, sleevePort: cfg.port, noFastdp: cfg.noFastdp, trustedSubnets: cfg.trustedSubnets, encrypted: secrets.length > 0, runDir: cfg.runDir, range: cfg.ipallocRange };
     this.datapath = await Datapath.create({ ...dpOpts, ...(cfg.mtu !== undefined ? { mtu: cfg.mtu } : {}) }, this.mesh, this.log);
     this.mesh.setOverlay(this.datapath);
+    this.ops.metrics.addDatapath(this.datapath);
     await this.add({ name: 'datapath', start: () => this.datapath.start(), stop: () => this.datapath.stop() });
     this.syncPods();
     this.ipam.ipam.on('allocations-changed', () => this.syncPods());
     await this.add({ name: 'mesh', start: () => this.mesh.start(), stop: () => this.mesh.stop() });
+    this.ops.afterMesh();
     enableForwarding(this.log);
     this.cni = createCniService({
       allocator: this.ipam.cniAllocator(),
@@ -139,7 +147,7 @@ export class Daemon {
       if (addr.host !== '127.0.0.1' && addr.host !== '::1') {
         this.log.warn({ addr: `${addr.host}:${addr.port}` }, 'metrics and the topology page are served on a non-loopback address, as --metrics-addr asks');
       }
-      const server = new MetricsServer(new Metrics(this.mesh, this.datapath), () => true);
+      const server = this.ops.metricsServer();
       await this.add({ name: 'metrics', start: () => server.listen(addr), stop: () => server.close() });
     }
 
@@ -152,6 +160,7 @@ export class Daemon {
       { name, nickname: this.mesh.localNickname, incarnation, version: VERSION, encryption: secrets.length > 0, port: cfg.port },
       `meshnet ${VERSION} started as ${this.mesh.localNickname} (${name})`,
     );
+    this.ops.started();
   }
 
   private async add(c: Startable): Promise<void> {
@@ -162,7 +171,8 @@ export class Daemon {
   status(): StatusJson {
     return {
       ...meshStatus(this.mesh, this.config.trustedSubnets),
-      ipam: this.ipamStatus(),
+      ...this.ops.statusExtras(),
+      ipam: this.ops.ipamStatus(this.ipamStatus()),
       datapath: this.datapath.status(),
     };
   }
@@ -188,6 +198,7 @@ export class Daemon {
   private registerRoutes(): void {
     const api = this.api;
     this.ipam.registerRoutes(api);
+    this.ops.registerRoutes(api);
     api.rawRoute('POST', CNI_HTTP_PATH, (req, res) => serveCniHttp(this.cni, req, res));
     api.route('POST', '/expose', async (req) => {
       const cidr = (req.body as { cidr?: unknown } | undefined)?.cidr;

@@ -6,13 +6,14 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Mesh } from '../mesh/mesh.js';
 import type { Datapath } from '../datapath/index.js';
+import type { ProbeResult } from './health.js';
 
 export type PageHandler = (req: IncomingMessage, res: ServerResponse) => boolean;
 
 export class Metrics {
   readonly registry = new Registry();
 
-  constructor(mesh: Mesh, datapath?: Datapath) {
+  constructor(mesh: Mesh) {
     collectDefaultMetrics({ register: this.registry, prefix: 'meshnet_' });
     const reg = [this.registry];
     new Gauge({
@@ -52,7 +53,11 @@ export class Metrics {
     fromMap('meshnet_gossip_received_bytes_total', 'Gossip payload bytes received, by channel', 'channel', () => mesh.stats.gossipBytesReceived);
     fromMap('meshnet_handshake_failures_total', 'Failed or refused handshakes, by reason', 'reason', () => mesh.stats.handshakeFailures as Map<string, number>);
     fromMap('meshnet_dropped_messages_total', 'Mesh messages dropped, by reason', 'reason', () => mesh.stats.droppedMessages);
-    if (datapath) datapathMetrics(reg, datapath);
+  }
+
+  /** The datapath's gauges (once, when the daemon has built it). */
+  addDatapath(datapath: Datapath): void {
+    datapathMetrics([this.registry], datapath);
   }
 }
 
@@ -122,7 +127,7 @@ export class MetricsServer {
 
   constructor(
     private readonly metrics: Metrics,
-    private readonly ready: () => boolean,
+    private readonly probes: { healthz(): Promise<ProbeResult>; readyz(): Promise<ProbeResult> },
   ) {}
 
   addPages(handler: PageHandler): void {
@@ -152,8 +157,10 @@ export class MetricsServer {
     if (req.method !== 'GET' && req.method !== 'HEAD') return reply(res, 405, 'text/plain', 'method not allowed\n');
     const path = new URL(req.url ?? '/', 'http://x').pathname;
     if (path === '/metrics') return reply(res, 200, this.metrics.registry.contentType, await this.metrics.registry.metrics());
-    if (path === '/healthz') return reply(res, 200, 'text/plain', 'ok\n');
-    if (path === '/readyz') return this.ready() ? reply(res, 200, 'text/plain', 'ready\n') : reply(res, 503, 'text/plain', 'not ready\n');
+    if (path === '/healthz' || path === '/readyz') {
+      const r = await (path === '/healthz' ? this.probes.healthz() : this.probes.readyz());
+      return reply(res, r.ok ? 200 : 503, 'text/plain', r.ok ? (path === '/healthz' ? 'ok\n' : 'ready\n') : `${r.problems.join('\n')}\n`);
+    }
     for (const p of this.pages) if (p(req, res)) return;
     reply(res, 404, 'text/plain', 'not found\n');
   }
