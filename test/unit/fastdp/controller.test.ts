@@ -89,7 +89,8 @@ describe('FastdpController', () => {
       debounceMs: 1,
       held: true,
     });
-    again.setLocalPods([{ mac: '02:00:00:00:01:07', ip: '198.19.1.7' }]);
+    const pod = { mac: '02:00:00:00:01:07', ip: '198.19.1.7' };
+    again.setLocalPods([pod], [pod]);
     await settle();
     expect(first.k.bridgeFdb.get('02:00:00:00:02:01')?.port).toBe(vx); // b's pin survives
     expect(again.addedWhileHeld).toBe(1); // the new local pod's neighbour entry
