@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { TestNet, waitFor, type TestHost } from '../test/harness/netns.js';
 import { computeDesired, Fastdp, fastdpConfig, type ModelInput } from '../datapath/fastdp/index.js';
 import { Netlink } from '../datapath/netlink/index.js';
+import { handMadeVxlan } from './tunnels.js';
 
 function arg(name: string, def: number): number {
   const i = process.argv.indexOf(name);
@@ -66,10 +67,7 @@ async function main(): Promise<void> {
   try {
     const [h1, h2] = [net.host(1), net.host(2)];
     const ns = (h: TestHost, n: string): string => h.podNs(n);
-    for (const h of [h1, h2]) {
-      await net.addNamespace(ns(h, 'mp'));
-      await net.addNamespace(ns(h, 'hp'));
-    }
+    for (const h of [h1, h2]) await net.addNamespace(ns(h, 'mp'));
     const pods = { 1: { mac: '02:00:00:00:01:01', ip: '198.19.1.1' }, 2: { mac: '02:00:00:00:02:01', ip: '198.19.2.1' } };
 
     // meshnet: devices and entries through datapath/fastdp, run inside each host namespace.
@@ -89,29 +87,11 @@ async function main(): Promise<void> {
     }
 
     // Hand-made: the textbook kernel VXLAN + bridge with static entries, by iproute2.
-    const hand = { 1: { mac: '02:00:00:00:11:01', ip: '198.18.128.1' }, 2: { mac: '02:00:00:00:12:01', ip: '198.18.128.2' } };
-    for (const [i, h, other] of [
-      [1, h1, h2],
-      [2, h2, h1],
-    ] as const) {
-      const j = (3 - i) as 1 | 2;
-      const pod = ns(h, 'hp');
-      const batch = [
-        'link add hbr type bridge',
-        `link add hvx mtu ${MTU} type vxlan id 100 dstport 4789 local ${h.address} nolearning`,
-        'link set hvx master hbr up',
-        'link set hbr up',
-        `link add hveth mtu ${MTU} type veth peer name eth0 mtu ${MTU} address ${hand[i].mac} netns ${pod}`,
-        'link set hveth master hbr up',
-      ];
-      await h.run('ip', ['-batch', '-'], { input: batch.join('\n') + '\n' });
-      await h.run('bridge', ['-batch', '-'], { input: [`fdb append 00:00:00:00:00:00 dev hvx dst ${other.address} self permanent`, `fdb add ${hand[j].mac} dev hvx dst ${other.address} self permanent`].join('\n') + '\n' });
-      await h.run('ip', ['-n', pod, '-batch', '-'], { input: ['link set lo up', 'link set eth0 up', `addr add ${hand[i].ip}/24 dev eth0`, `neigh add ${hand[j].ip} lladdr ${hand[j].mac} dev eth0 nud permanent`].join('\n') + '\n' });
-    }
+    const hand = await handMadeVxlan(net, MTU);
 
     const paths: Path[] = [
       { name: 'meshnet fastdp (pod to pod)', client: { host: h1, ns: ns(h1, 'mp') }, server: { host: h2, ns: ns(h2, 'mp'), ip: pods[2].ip } },
-      { name: 'hand-made VXLAN + bridge (pod to pod)', client: { host: h1, ns: ns(h1, 'hp') }, server: { host: h2, ns: ns(h2, 'hp'), ip: hand[2].ip } },
+      { name: 'hand-made VXLAN + bridge (pod to pod)', client: { host: h1, ns: hand[0].ns }, server: { host: h2, ns: hand[1].ns, ip: hand[1].ip } },
       { name: 'raw underlay (host to host)', client: { host: h1 }, server: { host: h2, ip: h2.address } },
     ];
     for (const p of paths) {

@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { runIn, type TestHost, type TestNet } from '../test/harness/netns.js';
+import type { TestHost, TestNet } from '../test/harness/netns.js';
 import type { ForwarderConfig } from './sleeve-io-forwarder.js';
 
 export const SLEEVE_PORT = 6783;
@@ -126,20 +126,4 @@ export async function startForwarders(net: TestNet, pods: Pod[], opts: Forwarder
   return fwds;
 }
 
-/** RTTs in ms of `count` pings from ns to ip, 5 ms apart (empty when none came back). */
-export async function pingSamples(ns: string, ip: string, count: number): Promise<number[]> {
-  const r = await runIn(ns, 'ping', ['-c', String(count), '-i', '0.005', '-W', '2', ip], { timeoutMs: 30_000 });
-  const samples = [...r.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]));
-  if (!samples.length) console.error(`ping ${ip} from ${ns}: no replies (exit ${r.code}): ${(r.stderr || r.stdout).trim().split('\n').slice(-2).join(' | ')}`);
-  return samples;
-}
-
-export function median(xs: number[]): number {
-  return quantile(xs, 0.5);
-}
-
-export function quantile(xs: number[], q: number): number {
-  if (!xs.length) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor(s.length * q))]!;
-}
+export { median, pingSamples, quantile } from './tunnels.js';
