@@ -8,6 +8,7 @@ import { spawn } from 'node:child_process';
 
 const TUNSETIFF = 0x400454ca;
 const TUNSETPERSIST = 0x400454cb;
+const TUNSETOFFLOAD = 0x400454d0;
 const IFF_TAP = 0x0002;
 const IFF_NO_PI = 0x1000;
 const IP_MTU_DISCOVER = 10;
@@ -30,11 +31,18 @@ export function runPython(code: string, args: string[], fds: number[] = []): Pro
   });
 }
 
-/** Attaches fd (an open /dev/net/tun) to TAP `name` (IFF_TAP|IFF_NO_PI). */
+/**
+ * Attaches fd (an open /dev/net/tun) to TAP `name` (IFF_TAP|IFF_NO_PI), with
+ * no offloads: a persistent TAP the native backend opened before still
+ * advertises TSO and checksum offload, and the kernel would hand this
+ * reader, which has no virtio-net header to learn about them, 64 KiB
+ * super-packets with partial checksums.
+ */
 export async function attachTap(fd: number, name: string, persist: boolean): Promise<void> {
   const code = [
     'import fcntl, struct, sys',
     `fcntl.ioctl(3, ${TUNSETIFF}, struct.pack("16sH", sys.argv[1].encode(), ${IFF_TAP | IFF_NO_PI}))`,
+    `fcntl.ioctl(3, ${TUNSETOFFLOAD}, 0)`,
     `fcntl.ioctl(3, ${TUNSETPERSIST}, ${persist ? 1 : 0})`,
   ].join('\n');
   await runPython(code, [name], [fd]);

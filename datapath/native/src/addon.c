@@ -227,6 +227,12 @@ static napi_value tap_open(napi_env env, napi_callback_info info) {
       close(fd);
       return throw_errno(env, "TUNSETOFFLOAD", e);
     }
+  } else if (ioctl(fd, TUNSETOFFLOAD, 0) < 0) {
+    /* A persistent TAP opened with offloads before keeps them: without a
+     * virtio-net header we could not tell a super-packet from a frame. */
+    int e = errno;
+    close(fd);
+    return throw_errno(env, "TUNSETOFFLOAD", e);
   }
   if (ioctl(fd, TUNSETPERSIST, persist ? 1 : 0) < 0) {
     int e = errno;
