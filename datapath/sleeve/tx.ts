@@ -106,8 +106,18 @@ export class TxQueue {
       const hdr = this.hdrLens[i]!;
       let j = i + 1;
       while (j < n && this.sessions[j] === s && this.srcBufs[j] === src && this.hdrLens[j] === hdr) j++;
-      const st = this.status.subarray(i, j);
-      s.sealer!.seal(src, this.srcOffs.subarray(i, j), this.srcLens.subarray(i, j), j - i, b.buf, this.dstOffs.subarray(i, j), st, hdr);
+      // A run from the start (the usual case: one peer) needs no subarray views (no allocation).
+      const at0 = i === 0;
+      s.sealer!.seal(
+        src,
+        at0 ? this.srcOffs : this.srcOffs.subarray(i, j),
+        at0 ? this.srcLens : this.srcLens.subarray(i, j),
+        j - i,
+        b.buf,
+        at0 ? this.dstOffs : this.dstOffs.subarray(i, j),
+        at0 ? this.status : this.status.subarray(i, j),
+        hdr,
+      );
       for (let k = i; k < j; k++) {
         const r = this.status[k]!;
         b.lens[k] = r > 0 ? hdr + r : 0;

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestNet, waitFor, runIn, type TestHost } from '../harness/netns.js';
-import { launch, logOf, status } from '../harness/meshnet.js';
+import { launch, logOf, meshnet, status } from '../harness/meshnet.js';
 import { datapaths, nftDrop, pingAll, Pods, startSinks, tcpSendAll, waitDatapaths, type Pod } from './datapath-pods.js';
 
 async function readyMesh(net: TestNet, extra: (h: TestHost) => { args?: string[]; env?: NodeJS.ProcessEnv; password?: string }): Promise<void> {
@@ -202,6 +202,16 @@ describe('password mesh (h2 on the pure-Node backend)', () => {
     const metrics = await h2.exec(process.execPath, ['-e', `fetch('http://127.0.0.1:6782/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))`]);
     expect(metrics.stdout).toMatch(/meshnet_sleeve_dropped_total\{direction="rx",reason="replay"\} [1-9]/);
     expect(await datapaths(h2)).toEqual({ h1: 'sleeve' });
+  });
+
+  it('with the peers in --trusted-subnets, the encrypted mesh uses fastdp between them', async () => {
+    const [h1, h2] = net.hosts as [TestHost, TestHost];
+    for (const h of [h2, h1]) expect((await meshnet(h, ['stop'])).code).toBe(0);
+    await readyMesh(net, (h) => ({ password: PASSWORD, args: ['--trusted-subnets', '198.18.0.0/24'], ...(h.id === 'h2' ? { env: { MESHNET_IO: 'node' } } : {}) }));
+    await waitDatapaths(h1, { h2: 'fastdp' });
+    await waitDatapaths(h2, { h1: 'fastdp' });
+    expect((await status(h1)).connections.find((c) => c.nickname === 'h2')).toMatchObject({ encrypted: true, datapath: 'fastdp' });
+    expect(await tcpSendAll(all[0]!, [all[1]!.ip], 1_000_000)).toEqual([all[1]!.ip]);
   });
 });
 
