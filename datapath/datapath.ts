@@ -206,6 +206,7 @@ export class Datapath implements Overlay {
   /** Local pod IP -> the MAC the bridge learned on its port. */
   private observed = new Map<string, string>();
   private lastObserve = 0;
+  private podsChangedAt = 0;
   private observing = false;
   private bridgeMac: string | undefined;
   private bridgeIps: string[] = [];
@@ -432,6 +433,7 @@ export class Datapath implements Overlay {
   setLocalPods(pods: readonly PodEndpoint[]): void {
     this.localPods = [...pods];
     this.lastObserve = 0;
+    this.podsChangedAt = Date.now();
     this.publishLocal();
   }
 
@@ -445,7 +447,8 @@ export class Datapath implements Overlay {
     this.observing = true;
     try {
       const withPort = this.localPods.filter((p) => p.port);
-      const next = new Map<string, string>();
+      // What we saw stays while the pod exists: an idle pod's learned entry ages out of the bridge.
+      const next = new Map([...this.observed].filter(([ip]) => this.localPods.some((p) => p.ip === ip)));
       if (withPort.length) {
         const links = new Map((await this.nl.listLinks()).map((l) => [l.name, l]));
         const learned = new Map<number, string[]>();
@@ -623,9 +626,11 @@ export class Datapath implements Overlay {
     this.sleeve.tick();
     const now = Date.now();
     this.maybeRelease(now);
-    // Confirm local pods' MACs: every second while some are unconfirmed, every 30 s otherwise.
+    // Confirm local pods' MACs: every second for half a minute after pods changed while some are
+    // unconfirmed (a silent pod may stay so), every 10 s after that, every 30 s once all are.
     const unconfirmed = this.localPods.some((p) => p.port && !this.observed.has(p.ip));
-    if (now - this.lastObserve > (unconfirmed ? 1000 : 30_000)) {
+    const every = !unconfirmed ? 30_000 : now - this.podsChangedAt < 30_000 ? 1000 : 10_000;
+    if (now - this.lastObserve > every) {
       this.lastObserve = now;
       void this.observeMacs();
     }
