@@ -111,7 +111,13 @@ describe('mixed mesh: h1, h2 normal, h3 --no-fastdp on the pure-Node sleeve', ()
     const [a, , c] = all as [Pod, Pod, Pod];
     const unblock = await nftDrop(h1, [`in ip saddr ${h3.address} meta l4proto udp drop`, `out ip daddr ${h3.address} meta l4proto udp drop`]);
     try {
-      await waitFor(async () => (await status(h1)).datapath!.peers.find((p) => p.nickname === 'h3')?.sleeve.via === h2.address || (await status(h1)).connections.find((x) => x.nickname === 'h3')?.info.includes('via h2'), 15_000, 'h1 relays to h3 through h2');
+      // Each side finds out on its own (its heartbeats to the other stop): wait for both.
+      const relays = async (from: typeof h1, to: string): Promise<boolean> => {
+        const s = await status(from);
+        return !!s.connections.find((x) => x.nickname === to)?.info.includes('via h2');
+      };
+      await waitFor(() => relays(h1, 'h3'), 15_000, 'h1 relays to h3 through h2');
+      await waitFor(() => relays(h3, 'h1'), 15_000, 'h3 relays to h1 through h2');
       const relayedBefore = (await status(h2)).datapath!.sleeve.counters.relayed;
       expect(await pingAll(a, [c.ip])).toEqual([c.ip]);
       expect(await pingAll(c, [a.ip])).toEqual([a.ip]);
