@@ -28,7 +28,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runIn, TestNet, waitFor, type TestHost } from '../test/harness/netns.js';
 import { daemonPid, launch, meshnet, status } from '../test/harness/meshnet.js';
-import { Pods, waitDatapaths, type Pod } from '../test/e2e/datapath-pods.js';
+import { Pods, waitDatapaths, type Pod } from '../test/harness/pods.js';
 import { arg, table } from './table.js';
 import { fmt, handMadeVxlan, median, pingSamples, quantile, startNebula, startWireguard, throughput, type Running, type Target, type Throughput } from './tunnels.js';
 

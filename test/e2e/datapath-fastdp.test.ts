@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestNet, waitFor, runIn, type TestHost } from '../harness/netns.js';
 import { crashDaemon, launch, logOf, meshnet, status } from '../harness/meshnet.js';
-import { capture, pingAll, Pods, startSinks, tcpSendAll, waitDatapaths, type Pod } from './datapath-pods.js';
+import { capture, pingAll, Pods, startSinks, tcpSendAll, waitDatapaths, type Pod } from '../harness/pods.js';
 
 // Pods' ARP on the underlay: inside VXLAN (UDP header 8 + VXLAN 8 + MACs
 // 12: the inner ethertype at udp[28]) or inside a plain sleeve datagram

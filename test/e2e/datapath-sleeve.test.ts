@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestNet, waitFor, runIn, type TestHost } from '../harness/netns.js';
 import { launch, logOf, meshnet, status } from '../harness/meshnet.js';
-import { datapaths, nftDrop, pingAll, Pods, startSinks, tcpSendAll, waitDatapaths, type Pod } from './datapath-pods.js';
+import { datapaths, nftDrop, pingAll, Pods, startSinks, tcpSendAll, waitDatapaths, type Pod } from '../harness/pods.js';
 
 async function readyMesh(net: TestNet, extra: (h: TestHost) => { args?: string[]; env?: NodeJS.ProcessEnv; password?: string }): Promise<void> {
   const n = net.hosts.length;

@@ -1,4 +1,4 @@
-// Pods for the datapath e2e tests: network namespaces wired by the real CNI
+// Pods for the datapath e2e tests and the demo: network namespaces wired by the real CNI
 // plugin (the installed C shim) against each host's real daemon, plus the
 // small tools the tests use (TCP transfers between pods, underlay captures,
 // status polling).
@@ -6,9 +6,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { installCni } from '../../router/cni/install.js';
-import { ensureBuilt } from '../harness/cni-daemon.js';
-import { runIn, waitFor, type TestHost, type TestNet } from '../harness/netns.js';
-import { status } from '../harness/meshnet.js';
+import { ensureBuilt } from './cni-daemon.js';
+import { runIn, waitFor, type TestHost, type TestNet } from './netns.js';
+import { status } from './meshnet.js';
 
 export interface Pod {
   host: TestHost;
@@ -150,4 +150,11 @@ export async function nftDrop(host: TestHost, rules: string[]): Promise<() => Pr
   return async () => {
     await host.exec('nft', ['delete', 'table', 'inet', table]);
   };
+}
+
+/** Pings `ip` from `from` until one reply (at most `tries` probes, one a second); the reply's round-trip time. */
+export async function runPing(from: Pod, ip: string, tries: number): Promise<{ ok: boolean; rtt: string }> {
+  const r = await runIn(from.ns, 'ping', ['-c', '1', '-w', String(tries), '-i', '1', ip]);
+  const rtt = /time=([\d.]+ ms)/.exec(r.stdout)?.[1] ?? '';
+  return { ok: r.code === 0, rtt };
 }
