@@ -245,7 +245,9 @@ export class Datapath implements Overlay {
       vni: fastdp.config.vni,
       heartbeatMac: this.selfHbMac,
       isKnownPeer: (p) => mesh.peers().some((x) => x.name === p),
-      log: (msg, fields) => log.warn(fields, msg),
+      // An entry from a peer gossip has not introduced yet is a normal race at
+      // join (it is parked and applied once the peer is known): not a warning.
+      log: (msg, fields) => (fields.reason === 'unknown-peer' ? log.debug(fields, `${msg} (parked until the peer is known)`) : log.warn(fields, msg)),
       onReconciled: (r) => {
         if (r.failed.length) log.warn({ failed: r.failed.slice(0, 5).map((f) => `${f.op.op}: ${f.error}`), count: r.failed.length }, 'fastdp: some kernel entries could not be programmed; retrying later');
         for (const c of r.conflicts) log.warn({ ...c }, `fastdp: conflicting claim for ${c.kind} ${c.key}: kept ${c.kept}, dropped ${c.dropped}`);
