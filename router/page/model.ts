@@ -68,6 +68,9 @@ export const VIEW = { width: 640, height: 480, radius: 180 } as const;
 export function connectionKind(c: Pick<ConnectionStatus, 'state' | 'datapath' | 'encrypted'>): LinkKind {
   if (c.state === 'failed' || c.state === 'retrying') return 'failed';
   if (c.state === 'connecting') return 'pending';
+  // Fastdp carries data unencrypted even on an encrypted control channel
+  // (a peer in --trusted-subnets): draw what the data gets.
+  if (c.datapath === 'fastdp') return 'fastdp';
   if (c.encrypted) return 'encrypted';
   return c.datapath ?? 'up';
 }

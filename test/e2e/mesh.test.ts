@@ -2,7 +2,7 @@
 // around a cut link, password refusal, forget, bad input.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestNet, waitFor, type TestHost } from '../harness/netns.js';
-import { crashDaemon, establishedPeers, launch, logOf, meshnet, status } from '../harness/meshnet.js';
+import { crashDaemon, establishedPeers, launch, logOf, meshnet, status, statusViaCli } from '../harness/meshnet.js';
 
 const PASSWORD = 'e2e mesh secret';
 
@@ -32,6 +32,11 @@ describe('mesh of five real daemons', () => {
     expect(s.peers.map((p) => p.nickname).sort()).toEqual(['h1', 'h2', 'h3', 'h4', 'h5']);
     expect(s.connections.every((c) => c.encrypted)).toBe(true);
     expect(s.encryption).toBe(true);
+    // The CLI's --json is the control API's document (tests read the API directly).
+    const cli = await statusViaCli(hosts[2]!);
+    expect(cli.name).toBe(s.name);
+    expect(cli.peers.map((p) => p.nickname).sort()).toEqual(['h1', 'h2', 'h3', 'h4', 'h5']);
+    expect(Object.keys(cli).sort()).toEqual(Object.keys(s).sort());
   });
 
   it('serves Prometheus metrics on the metrics address', async () => {

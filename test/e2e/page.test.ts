@@ -2,17 +2,20 @@
 // playwright-core, runs inside h1's network namespace (the page is on
 // 127.0.0.1 there) through a wrapper that execs it under `ip netns exec`;
 // playwright talks to it over its debugging pipe, so nothing listens in the
-// root namespace. Three real daemons; a link turns red when nftables cuts
-// it and back when the cut is lifted, without the page being reloaded.
+// root namespace. Three real daemons without a password (so fastdp is
+// allowed; the encrypted colour is covered by the model's unit test). A link
+// changes colour when its datapath changes (UDP 6784 blocked: fastdp -> sleeve, and back), turns red
+// when nftables cuts its TCP and back when the cut is lifted, all without
+// the page being reloaded.
 import { mkdirSync, writeFileSync, chmodSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestNet, waitFor, type TestHost } from '../harness/netns.js';
 import { establishedPeers, launch, status } from '../harness/meshnet.js';
+import { nftDrop } from '../harness/pods.js';
 
 const ARTIFACTS = resolve(import.meta.dirname, '../../test-artifacts');
-const PASSWORD = 'page e2e secret';
 const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
 interface DrawnLink {
@@ -54,8 +57,8 @@ describe('topology page in a real browser', () => {
     mkdirSync(ARTIFACTS, { recursive: true });
     net = await TestNet.create(3);
     const [h1, h2, h3] = net.hosts;
-    await launch(h1!, { password: PASSWORD });
-    await Promise.all([h2!, h3!].map((h) => launch(h, { peers: [h1!.address], password: PASSWORD })));
+    await launch(h1!);
+    await Promise.all([h2!, h3!].map((h) => launch(h, { peers: [h1!.address] })));
     for (const h of net.hosts) await waitFor(async () => (await establishedPeers(h)).length === 2, 30_000, `${h.id} meshed`);
 
     // The browser runs in h1's namespace; its profile is fresh and thrown away with the run.
@@ -80,12 +83,12 @@ describe('topology page in a real browser', () => {
     const res = await page.goto('http://127.0.0.1:6782/');
     expect(res?.status()).toBe(200);
     expect(res?.headers()['content-security-policy']).toContain("script-src 'self'");
-    await page.waitForFunction(() => document.querySelectorAll('#graph g.peer').length === 3 && document.querySelectorAll('#graph line.link').length === 3, undefined, { timeout: 20_000 });
+    await page.waitForFunction(() => document.querySelectorAll('#graph g.peer').length === 3 && document.querySelectorAll('#graph line.link[data-kind="fastdp"]').length === 2, undefined, { timeout: 20_000 });
     const d = await drawn(page);
     expect(d.peers).toEqual(['h1', 'h2', 'h3']);
-    // h1's own connections are encrypted; h2-h3 is known from gossip only.
-    expect(link(d, 'h1', 'h2')).toMatchObject({ kind: 'encrypted', stroke: '#7b3fbf' });
-    expect(link(d, 'h1', 'h3')).toMatchObject({ kind: 'encrypted', stroke: '#7b3fbf' });
+    // h1's own connections are on fastdp; h2-h3 is known from gossip only.
+    expect(link(d, 'h1', 'h2')).toMatchObject({ kind: 'fastdp', stroke: '#2e9e44' });
+    expect(link(d, 'h1', 'h3')).toMatchObject({ kind: 'fastdp', stroke: '#2e9e44' });
     expect(link(d, 'h2', 'h3')).toMatchObject({ kind: 'remote' });
     const rows = await page.$$eval('#peers tbody tr', (trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent)));
     expect(rows).toHaveLength(3);
@@ -109,6 +112,23 @@ describe('topology page in a real browser', () => {
     expect(codes).toEqual({ unknown: 404, traversal: 404, json: 200, css: 200, post: 405 });
   });
 
+  it('a link turns from fastdp to sleeve when UDP 6784 is blocked, and back, without a reload', async () => {
+    const [h1, h2] = net.hosts;
+    const navBefore = navigations;
+    const unblock = await nftDrop(h1!, [`in ip saddr ${h2!.address} udp dport 6784 drop`, `out ip daddr ${h2!.address} udp dport 6784 drop`]);
+    try {
+      await waitFor(async () => link(await drawn(page), 'h1', 'h2')?.kind === 'sleeve', 20_000, 'h1-h2 drawn as sleeve');
+      const d = await drawn(page);
+      expect(link(d, 'h1', 'h2')).toMatchObject({ kind: 'sleeve', stroke: '#1f6fd1' });
+      expect(link(d, 'h1', 'h3')).toMatchObject({ kind: 'fastdp' });
+      await page.screenshot({ path: join(ARTIFACTS, 'page-sleeve.png') });
+    } finally {
+      await unblock();
+    }
+    await waitFor(async () => link(await drawn(page), 'h1', 'h2')?.kind === 'fastdp', 20_000, 'h1-h2 drawn as fastdp again');
+    expect(navigations).toBe(navBefore);
+  });
+
   it('a link turns red when its connection fails, and back when it heals, without a reload', async () => {
     const [h1, h2] = net.hosts;
     const before = (await drawn(page)).generation;
@@ -127,14 +147,14 @@ describe('topology page in a real browser', () => {
       );
       const d = await drawn(page);
       expect(link(d, 'h1', 'h2')).toMatchObject({ kind: 'failed', stroke: '#d62728' });
-      expect(link(d, 'h1', 'h3')).toMatchObject({ kind: 'encrypted' });
+      expect(link(d, 'h1', 'h3')).toMatchObject({ kind: 'fastdp' });
       expect(d.peers).toEqual(['h1', 'h2', 'h3']);
       expect(d.generation).toBeGreaterThan(before);
       await page.screenshot({ path: join(ARTIFACTS, 'page-link-failed.png') });
     } finally {
       await h1!.run('nft', ['delete table inet mnpage']);
     }
-    await waitFor(async () => link(await drawn(page), 'h1', 'h2')?.kind === 'encrypted', 60_000, 'h1-h2 drawn encrypted again');
+    await waitFor(async () => link(await drawn(page), 'h1', 'h2')?.kind === 'fastdp', 60_000, 'h1-h2 drawn on fastdp again');
     expect(navigations).toBe(navBefore);
     await page.screenshot({ path: join(ARTIFACTS, 'page-healed.png') });
   });

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { StatusJson } from '../../router/status.js';
+import { callApi } from '../../router/api-client.js';
 import type { ExecResult, TestHost } from './netns.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -45,7 +46,21 @@ export async function launch(host: TestHost, opts: LaunchOptions = {}): Promise<
   if (r.code !== 0) throw new Error(`launch on ${host.id} failed (${r.code}): ${r.stderr.trim()}`);
 }
 
+/**
+ * The host's status document, read from its control socket directly (what
+ * `meshnet status --json` prints): tests poll it many times a second, and a
+ * Node start per poll would load the two cores more than the daemons do.
+ * `statusViaCli` goes through the CLI; the mesh e2e checks both agree.
+ */
 export async function status(host: TestHost): Promise<StatusJson> {
+  try {
+    return await callApi<StatusJson>(host.runDir, 'GET', '/status', undefined, 60_000);
+  } catch (err) {
+    throw new Error(`status on ${host.id} failed: ${(err as Error).message}`);
+  }
+}
+
+export async function statusViaCli(host: TestHost): Promise<StatusJson> {
   const r = await meshnet(host, ['status', '--json']);
   if (r.code !== 0) throw new Error(`status on ${host.id} failed: ${r.stderr.trim()}`);
   return JSON.parse(r.stdout) as StatusJson;

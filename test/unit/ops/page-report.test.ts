@@ -57,6 +57,8 @@ describe('topology page model', () => {
     expect(connectionKind({ state: 'established', datapath: 'fastdp', encrypted: false })).toBe('fastdp');
     expect(connectionKind({ state: 'established', datapath: 'sleeve', encrypted: false })).toBe('sleeve');
     expect(connectionKind({ state: 'established', datapath: 'sleeve', encrypted: true })).toBe('encrypted');
+    // A trusted-subnet peer: encrypted control channel, data on the kernel path unencrypted.
+    expect(connectionKind({ state: 'established', datapath: 'fastdp', encrypted: true })).toBe('fastdp');
     expect(connectionKind({ state: 'established', datapath: null, encrypted: false })).toBe('up');
     expect(connectionKind({ state: 'connecting', datapath: null, encrypted: true })).toBe('pending');
     expect(connectionKind({ state: 'retrying', datapath: null, encrypted: true })).toBe('failed');
