@@ -2,6 +2,8 @@
 // meshnet's command line. Every command but `launch` is a thin client of the
 // daemon's control API. Errors are one line on stderr and a non-zero exit.
 
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { ApiUnavailable, callApi } from '../router/api-client.js';
 import { ConfigError, DEFAULTS, parseArgs, parsePeerAddress } from '../router/config.js';
 import type { StatusJson } from '../router/status.js';
@@ -52,14 +54,36 @@ function runDirOf(flags: Map<string, string | true>): string {
 }
 
 /** Return once the daemon has let go of its socket. */
-async function waitStopped(runDir: string): Promise<void> {
+/** The daemon's pid from its pid file (read before asking it to stop: it removes the file while stopping). */
+function daemonPid(runDir: string): number | undefined {
+  try {
+    const pid = Number(readFileSync(join(runDir, 'meshnet.pid'), 'utf8').trim());
+    return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Until the control socket is gone and the daemon's process has exited (it finishes `reset`'s clean-up first). */
+async function waitStopped(runDir: string, pid: number | undefined): Promise<void> {
   const deadline = Date.now() + 15_000;
   while (Date.now() < deadline) {
+    let answered = true;
     try {
       await callApi(runDir, 'GET', '/version', undefined, 1_000);
     } catch (err) {
-      if (err instanceof ApiUnavailable) return;
+      if (err instanceof ApiUnavailable) answered = false;
     }
+    if (!answered && (pid === undefined || !alive(pid))) return;
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error('the daemon did not stop within 15 s');
@@ -106,8 +130,9 @@ async function main(argv: string[]): Promise<number> {
     case 'stop': {
       const { flags } = parseArgs(rest, { '--run-dir': 'value' });
       const runDir = runDirOf(flags);
+      const pid = daemonPid(runDir);
       await callApi(runDir, 'POST', '/stop');
-      await waitStopped(runDir);
+      await waitStopped(runDir, pid);
       return 0;
     }
     case 'expose': {
@@ -136,11 +161,12 @@ async function main(argv: string[]): Promise<number> {
       const { positional, flags } = parseArgs(rest, { '--run-dir': 'value', '--state-dir': 'value' });
       if (positional.length) throw new UsageError('reset takes no arguments');
       const runDir = runDirOf(flags);
+      const pid = daemonPid(runDir);
       try {
         process.stderr.write('meshnet: handing this peer\'s address space to a live peer\n');
         const r = await callApi<{ handover: { message: string } }>(runDir, 'POST', '/reset', undefined, 60_000);
         process.stderr.write(`meshnet: ${r.handover.message}\nmeshnet: waiting for the router to stop and remove its devices and state\n`);
-        await waitStopped(runDir);
+        await waitStopped(runDir, pid);
       } catch (err) {
         if (!(err instanceof ApiUnavailable)) throw err;
         // Not running: remove what it left behind ourselves.

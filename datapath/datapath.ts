@@ -143,6 +143,11 @@ export interface DatapathStatus {
   };
   endpoints: { dropped: Record<DropReason, number> };
   controlDrops: number;
+  /**
+   * As each peer announces it (ours included): the peers its sleeve reaches
+   * directly over UDP, and those it sends to over fastdp now.
+   */
+  announced: Record<PeerName, { sleeve: readonly PeerName[]; fastdp: readonly PeerName[] }>;
 }
 
 /** One mesh connection as the datapath tracks it. */
@@ -578,7 +583,14 @@ export class Datapath implements Overlay {
       this.kept.set(link.params.peer, { choice: link.sw.current, until: Date.now() + this.timings.removalGraceMs });
       this.remoteChoice.set(link.params.peer, link.sw.current);
       this.decideAll();
+      this.announceFastdp();
     }
+  }
+
+  /** Tell the mesh which peers we send to over fastdp (shown by other hosts' topology pages). */
+  private announceFastdp(): void {
+    const u = this.links.setFastdp([...this.peerLinks.values()].filter((l) => !l.closed && l.sw.current === 'fastdp').map((l) => l.params.peer));
+    if (u) this.linksChannel.gossip(u);
   }
 
   private onHeartbeatFrame(frame: Buffer): void {
@@ -679,6 +691,7 @@ export class Datapath implements Overlay {
     else this.log.info({ peer, from: changed.from, to: next, reason: why }, msg);
     this.controller.setPeerDatapath(peer, next ?? 'none');
     link.params.sendControl(encodeDatapath(next === 'fastdp'));
+    this.announceFastdp();
     // Full-size frames may have stopped fitting the path: the sleeve checks its size now.
     if (changed.from === 'fastdp') this.sleeve.recheckPmtu(peer);
   }
@@ -759,6 +772,7 @@ export class Datapath implements Overlay {
       },
       endpoints: { dropped: { ...this.controller.gossiper.dropped } },
       controlDrops: this.controlDrops,
+      announced: Object.fromEntries(this.links.announced()),
     };
   }
 }

@@ -241,15 +241,20 @@ export class Daemon {
   async reset(): Promise<void> {
     // Peers drop our pods at once instead of keeping them for the crash grace period.
     await this.datapath?.leave().catch(() => undefined);
-    await this.stop('reset requested');
-    removeHostState(this.config.stateDir);
+    // Removed before `done` resolves: the process exits right after it.
+    await this.stop('reset requested', () => removeHostState(this.config.stateDir));
   }
 
-  /** Stop everything (kernel state and allocations stay). Idempotent. */
-  stop(reason: string): Promise<void> {
+  /** Stop everything (kernel state and allocations stay). Idempotent. `last` runs after everything stopped, before the process may exit. */
+  stop(reason: string, last?: () => void): Promise<void> {
     this.stopping ??= (async () => {
       this.log.info({ reason }, `meshnet stopping: ${reason}`);
       await this.stopAll();
+      try {
+        last?.();
+      } catch (err) {
+        this.log.error({ err: (err as Error).message }, `meshnet: ${reason}: ${(err as Error).message}`);
+      }
       this.resolveDone();
     })();
     return this.stopping;

@@ -2,9 +2,12 @@
 // sleeve reaches directly over UDP (heartbeats answered both ways). The
 // sleeve routes over links both ends announce (routes.ts), so frames go
 // around a pair of peers whose UDP is blocked even while their TCP
-// connection is up.
+// connection is up. Each peer also announces which peers it currently
+// sends to over fastdp, so any host can show the datapath of links it is
+// not part of (the topology page); nothing routes on that part.
 //
-// Wire (MessagePack): { v: 1, peers: [ { n: "<peer>", ver: <u53>, l: ["<peer>", …] } ] }
+// Wire (MessagePack): { v: 1, peers: [ { n: "<peer>", ver: <u53>, l: ["<peer>", …], f?: ["<peer>", …] } ] }
+// (`f` is optional: an entry without it announces no fastdp peers.)
 // Merge by per-peer version; only the owner changes its entry; our own
 // version starts at the wall clock so a restarted peer outranks its previous
 // life. Everything is validated at decode time; a bad message or entry is
@@ -22,12 +25,14 @@ export interface LinksEntry {
   peer: PeerName;
   version: number;
   links: PeerName[];
+  /** Peers this one sends to over fastdp now. */
+  fastdp: PeerName[];
 }
 
 export type LinksDropReason = 'malformed-message' | 'bad-entry';
 
 function encodeEntries(entries: readonly LinksEntry[]): Uint8Array {
-  return encode({ v: WIRE_VERSION, peers: entries.map((e) => ({ n: e.peer, ver: e.version, l: e.links })) });
+  return encode({ v: WIRE_VERSION, peers: entries.map((e) => ({ n: e.peer, ver: e.version, l: e.links, ...(e.fastdp.length ? { f: e.fastdp } : {}) })) });
 }
 
 /** Valid entries of a message, and how many were dropped; null when the message is unusable. */
@@ -43,7 +48,8 @@ export function decodeLinks(buf: Uint8Array): { entries: LinksEntry[]; dropped: 
   const entries: LinksEntry[] = [];
   let dropped = 0;
   for (const raw of (m as { peers: unknown[] }).peers) {
-    const e = raw as { n?: unknown; ver?: unknown; l?: unknown } | null;
+    const e = raw as { n?: unknown; ver?: unknown; l?: unknown; f?: unknown } | null;
+    const isNames = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === 'string' && NAME_RE.test(x));
     if (
       typeof e !== 'object' ||
       e === null ||
@@ -52,13 +58,13 @@ export function decodeLinks(buf: Uint8Array): { entries: LinksEntry[]; dropped: 
       typeof e.ver !== 'number' ||
       !Number.isSafeInteger(e.ver) ||
       e.ver < 0 ||
-      !Array.isArray(e.l) ||
-      !e.l.every((x) => typeof x === 'string' && NAME_RE.test(x))
+      !isNames(e.l) ||
+      (e.f !== undefined && !isNames(e.f))
     ) {
       dropped++;
       continue;
     }
-    entries.push({ peer: e.n, version: e.ver, links: [...new Set(e.l as string[])] });
+    entries.push({ peer: e.n, version: e.ver, links: [...new Set(e.l)], fastdp: e.f === undefined ? [] : [...new Set(e.f)] });
   }
   return { entries, dropped };
 }
@@ -76,15 +82,32 @@ export class LinksGossiper implements Gossiper {
   readonly dropped: Record<LinksDropReason, number> = { 'malformed-message': 0, 'bad-entry': 0 };
 
   constructor(private readonly o: LinksOptions) {
-    this.local = { peer: o.self, version: (o.now ?? Date.now)(), links: [] };
+    this.local = { peer: o.self, version: (o.now ?? Date.now)(), links: [], fastdp: [] };
   }
 
   /** Set our own links; returns the update to gossip, or undefined when nothing changed. */
   setLocal(links: Iterable<PeerName>): Uint8Array | undefined {
-    const sorted = [...new Set(links)].sort();
-    if (sorted.length === this.local.links.length && sorted.every((l, i) => l === this.local.links[i])) return undefined;
-    this.local = { peer: this.o.self, version: Math.max(this.local.version + 1, (this.o.now ?? Date.now)()), links: sorted };
+    return this.update('links', links);
+  }
+
+  /** Set the peers we send to over fastdp; returns the update to gossip, or undefined when nothing changed. */
+  setFastdp(peers: Iterable<PeerName>): Uint8Array | undefined {
+    return this.update('fastdp', peers);
+  }
+
+  private update(field: 'links' | 'fastdp', names: Iterable<PeerName>): Uint8Array | undefined {
+    const sorted = [...new Set(names)].sort();
+    const cur = this.local[field];
+    if (sorted.length === cur.length && sorted.every((l, i) => l === cur[i])) return undefined;
+    this.local = { ...this.local, version: Math.max(this.local.version + 1, (this.o.now ?? Date.now)()), [field]: sorted };
     return encodeEntries([this.local]);
+  }
+
+  /** What every peer (ours included) announces: direct sleeve links and fastdp peers. */
+  announced(): Map<PeerName, { sleeve: readonly PeerName[]; fastdp: readonly PeerName[] }> {
+    const m = new Map<PeerName, { sleeve: readonly PeerName[]; fastdp: readonly PeerName[] }>();
+    for (const e of [...this.entries.values(), this.local]) m.set(e.peer, { sleeve: e.links, fastdp: e.fastdp });
+    return m;
   }
 
   /** Every peer's announced links, ours included. */

@@ -14,13 +14,13 @@ import type { StatusJson } from '../status.js';
 export type LinkKind = 'fastdp' | 'sleeve' | 'encrypted' | 'up' | 'pending' | 'failed' | 'remote';
 
 export const LINK_STYLE: Record<LinkKind, { colour: string; dashed: boolean; label: string }> = {
-  fastdp: { colour: '#2e9e44', dashed: false, label: 'fast datapath (unencrypted)' },
+  fastdp: { colour: '#2e9e44', dashed: false, label: 'fast datapath (data unencrypted)' },
   sleeve: { colour: '#1f6fd1', dashed: false, label: 'sleeve (unencrypted)' },
-  encrypted: { colour: '#7b3fbf', dashed: false, label: 'encrypted' },
+  encrypted: { colour: '#7b3fbf', dashed: false, label: 'sleeve, encrypted' },
   up: { colour: '#444444', dashed: false, label: 'established, no datapath yet' },
   pending: { colour: '#999999', dashed: true, label: 'connecting' },
   failed: { colour: '#d62728', dashed: true, label: 'failed' },
-  remote: { colour: '#b0b0b0', dashed: false, label: 'between other peers' },
+  remote: { colour: '#b0b0b0', dashed: false, label: 'between other peers, no datapath announced' },
 };
 
 export interface PageNode {
@@ -73,6 +73,22 @@ export function connectionKind(c: Pick<ConnectionStatus, 'state' | 'datapath' | 
   if (c.datapath === 'fastdp') return 'fastdp';
   if (c.encrypted) return 'encrypted';
   return c.datapath ?? 'up';
+}
+
+/**
+ * A link between two other peers, from what they announce over gossip
+ * (datapath "announced"): fastdp when either end sends over it, else the
+ * sleeve when either end reaches the other directly over UDP (encrypted in
+ * an encrypted mesh), else only known to be established.
+ */
+export function remoteLinkKind(s: Pick<StatusJson, 'encryption' | 'datapath'>, a: string, b: string): [LinkKind, string] {
+  const ann = s.datapath?.announced;
+  const says = (x: string, y: string, what: 'fastdp' | 'sleeve'): boolean => !!ann?.[x]?.[what].includes(y);
+  if (says(a, b, 'fastdp') || says(b, a, 'fastdp')) return ['fastdp', 'established, fastdp (as announced by its peers)'];
+  if (says(a, b, 'sleeve') || says(b, a, 'sleeve')) {
+    return s.encryption ? ['encrypted', 'established, sleeve, encrypted (as announced by its peers)'] : ['sleeve', 'established, sleeve (as announced by its peers)'];
+  }
+  return ['remote', 'established (no datapath announced)'];
 }
 
 /** A better-known state wins when one peer has several entries (an old retrying target and a live connection). */
@@ -140,7 +156,11 @@ export function pageModel(s: StatusJson, now: Date = new Date()): PageModel {
   }
   for (const r of reported.values()) {
     if (r.a === s.name || r.b === s.name) continue;
-    put(r.a, r.b, r.established ? 'remote' : 'pending', r.established ? 'established (datapath not visible from here)' : 'pending');
+    if (!r.established) put(r.a, r.b, 'pending', 'pending');
+    else {
+      const [kind, detail] = remoteLinkKind(s, r.a, r.b);
+      put(r.a, r.b, kind, detail);
+    }
   }
 
   // Our own connections: what we know best.

@@ -83,13 +83,13 @@ describe('topology page in a real browser', () => {
     const res = await page.goto('http://127.0.0.1:6782/');
     expect(res?.status()).toBe(200);
     expect(res?.headers()['content-security-policy']).toContain("script-src 'self'");
-    await page.waitForFunction(() => document.querySelectorAll('#graph g.peer').length === 3 && document.querySelectorAll('#graph line.link[data-kind="fastdp"]').length === 2, undefined, { timeout: 20_000 });
+    await page.waitForFunction(() => document.querySelectorAll('#graph g.peer').length === 3 && document.querySelectorAll('#graph line.link[data-kind="fastdp"]').length === 3, undefined, { timeout: 20_000 });
     const d = await drawn(page);
     expect(d.peers).toEqual(['h1', 'h2', 'h3']);
-    // h1's own connections are on fastdp; h2-h3 is known from gossip only.
+    // h1's own connections are on fastdp; h2-h3's datapath is what h2 and h3 announce.
     expect(link(d, 'h1', 'h2')).toMatchObject({ kind: 'fastdp', stroke: '#2e9e44' });
     expect(link(d, 'h1', 'h3')).toMatchObject({ kind: 'fastdp', stroke: '#2e9e44' });
-    expect(link(d, 'h2', 'h3')).toMatchObject({ kind: 'remote' });
+    expect(link(d, 'h2', 'h3')).toMatchObject({ kind: 'fastdp', stroke: '#2e9e44' });
     const rows = await page.$$eval('#peers tbody tr', (trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent)));
     expect(rows).toHaveLength(3);
     // Each row names the peer and its IPAM share (the ring is split once IPAM is ready).
@@ -112,20 +112,30 @@ describe('topology page in a real browser', () => {
     expect(codes).toEqual({ unknown: 404, traversal: 404, json: 200, css: 200, post: 405 });
   });
 
-  it('a link turns from fastdp to sleeve when UDP 6784 is blocked, and back, without a reload', async () => {
-    const [h1, h2] = net.hosts;
+  it('links turn from fastdp to sleeve when UDP 6784 is blocked, and back, without a reload: ours and one between two other peers', async () => {
+    const [h1, h2, h3] = net.hosts;
     const navBefore = navigations;
-    const unblock = await nftDrop(h1!, [`in ip saddr ${h2!.address} udp dport 6784 drop`, `out ip daddr ${h2!.address} udp dport 6784 drop`]);
+    // h1-h2: a link of the page's own host; h2-h3: one it knows only from what h2 and h3 announce.
+    const unblock1 = await nftDrop(h1!, [`in ip saddr ${h2!.address} udp dport 6784 drop`, `out ip daddr ${h2!.address} udp dport 6784 drop`]);
+    const unblock3 = await nftDrop(h3!, [`in ip saddr ${h2!.address} udp dport 6784 drop`, `out ip daddr ${h2!.address} udp dport 6784 drop`]);
     try {
-      await waitFor(async () => link(await drawn(page), 'h1', 'h2')?.kind === 'sleeve', 20_000, 'h1-h2 drawn as sleeve');
+      await waitFor(async () => {
+        const d = await drawn(page);
+        return link(d, 'h1', 'h2')?.kind === 'sleeve' && link(d, 'h2', 'h3')?.kind === 'sleeve';
+      }, 20_000, 'h1-h2 and h2-h3 drawn as sleeve');
       const d = await drawn(page);
       expect(link(d, 'h1', 'h2')).toMatchObject({ kind: 'sleeve', stroke: '#1f6fd1' });
+      expect(link(d, 'h2', 'h3')).toMatchObject({ kind: 'sleeve', stroke: '#1f6fd1' });
       expect(link(d, 'h1', 'h3')).toMatchObject({ kind: 'fastdp' });
       await page.screenshot({ path: join(ARTIFACTS, 'page-sleeve.png') });
     } finally {
-      await unblock();
+      await unblock1();
+      await unblock3();
     }
-    await waitFor(async () => link(await drawn(page), 'h1', 'h2')?.kind === 'fastdp', 20_000, 'h1-h2 drawn as fastdp again');
+    await waitFor(async () => {
+      const d = await drawn(page);
+      return link(d, 'h1', 'h2')?.kind === 'fastdp' && link(d, 'h2', 'h3')?.kind === 'fastdp';
+    }, 20_000, 'h1-h2 and h2-h3 drawn as fastdp again');
     expect(navigations).toBe(navBefore);
   });
 

@@ -56,7 +56,7 @@ export async function status(host: TestHost): Promise<StatusJson> {
   try {
     return await callApi<StatusJson>(host.runDir, 'GET', '/status', undefined, 60_000);
   } catch (err) {
-    throw new Error(`status on ${host.id} failed: ${(err as Error).message}`);
+    throw new Error(`status on ${host.id} failed: ${(err as Error).message}`, { cause: err });
   }
 }
 

@@ -6,7 +6,7 @@ import { LaunchProgress, startupSummary } from '../../../cli/progress.js';
 import { formatPasswords } from '../../../cli/ops-commands.js';
 import type { LaunchConfig } from '../../../router/config.js';
 import { Health } from '../../../router/health.js';
-import { connectionKind, pageModel } from '../../../router/page/model.js';
+import { connectionKind, pageModel, remoteLinkKind } from '../../../router/page/model.js';
 import { topologyPages } from '../../../router/page/index.js';
 import { buildReport, configWithoutSecrets, metricsSummary, scrubSecrets } from '../../../router/report.js';
 import type { StatusJson } from '../../../router/status.js';
@@ -53,6 +53,17 @@ function example(): StatusJson {
 }
 
 describe('topology page model', () => {
+  it('colours a link between two other peers by what they announce', () => {
+    const ann = (announced: Record<string, { sleeve: string[]; fastdp: string[] }>, encryption = false) =>
+      ({ encryption, datapath: { announced } }) as unknown as Pick<StatusJson, 'encryption' | 'datapath'>;
+    expect(remoteLinkKind(ann({ [B]: { sleeve: [C], fastdp: [C] } }), B, C)[0]).toBe('fastdp');
+    expect(remoteLinkKind(ann({ [C]: { sleeve: [], fastdp: [B] } }), B, C)[0]).toBe('fastdp');
+    expect(remoteLinkKind(ann({ [B]: { sleeve: [C], fastdp: [] } }), B, C)[0]).toBe('sleeve');
+    expect(remoteLinkKind(ann({ [B]: { sleeve: [C], fastdp: [] } }, true), B, C)[0]).toBe('encrypted');
+    expect(remoteLinkKind(ann({ [B]: { sleeve: [A], fastdp: [A] } }), B, C)[0]).toBe('remote');
+    expect(remoteLinkKind({ encryption: false }, B, C)[0]).toBe('remote');
+  });
+
   it('colours our connections by state, encryption and datapath', () => {
     expect(connectionKind({ state: 'established', datapath: 'fastdp', encrypted: false })).toBe('fastdp');
     expect(connectionKind({ state: 'established', datapath: 'sleeve', encrypted: false })).toBe('sleeve');

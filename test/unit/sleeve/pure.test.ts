@@ -191,6 +191,21 @@ describe('links gossip', () => {
     expect(decodeLinks(relay!)!.entries[0]).toMatchObject({ peer: A, version: 100_000, links: [] });
   });
 
+  it('announces the peers it sends to over fastdp; an entry without them announces none', () => {
+    const a = new LinksGossiper({ self: A, onChange: () => undefined });
+    const b = new LinksGossiper({ self: B, onChange: () => undefined });
+    expect(b.setFastdp([A])).toBeDefined();
+    expect(b.setFastdp([A])).toBeUndefined();
+    a.onGossip(B, b.setLocal([A])!);
+    expect(a.announced().get(B)).toEqual({ sleeve: [A], fastdp: [A] });
+    expect(a.announced().get(A)).toEqual({ sleeve: [], fastdp: [] });
+    // An older peer's entry (no `f`) is valid; a bad `f` drops the entry.
+    a.onGossip(B, encode({ v: 1, peers: [{ n: B, ver: Number.MAX_SAFE_INTEGER - 1, l: [] }] }));
+    expect(a.announced().get(B)).toEqual({ sleeve: [], fastdp: [] });
+    a.onGossip(B, encode({ v: 1, peers: [{ n: B, ver: Number.MAX_SAFE_INTEGER, l: [], f: ['x'] }] }));
+    expect(a.dropped['bad-entry']).toBe(1);
+  });
+
   it('drops malformed messages and entries, counted', () => {
     const a = new LinksGossiper({ self: A, onChange: () => undefined });
     expect(a.onGossip(B, Buffer.from('nonsense'))).toBeUndefined();
