@@ -319,7 +319,7 @@ export class EndpointsGossiper implements Gossiper {
     for (const e of decoded.entries) {
       if (e.peer === this.opts.self) {
         // Someone holds a stale entry of ours with a version at least ours: outrank it.
-        if (this.local && e.version >= this.local.version) {
+        if (this.local && e.version > this.local.version) {
           this.local = { ...this.local, version: e.version + 1 };
           news.push(this.local);
         }

@@ -149,7 +149,7 @@ export class LinksGossiper implements Gossiper {
     for (const e of d.entries) {
       if (e.peer === this.o.self) {
         // Someone holds a stale entry of ours at least as new: outrank it.
-        if (e.version >= this.local.version) {
+        if (e.version > this.local.version) {
           this.local = { ...this.local, version: e.version + 1 };
           news.push(this.local);
         }

@@ -167,6 +167,12 @@ describe('EndpointsGossiper', () => {
     expect(g.remoteEntries()).toEqual([]);
   });
 
+  it('an echo of its own current entry is not news (else three peers relay it forever)', () => {
+    const mine = g.setLocal({ vtep: '198.18.0.11', vni: 42, pods: [] });
+    expect(g.onGossip(P2, mine)).toBeUndefined();
+    expect(decodeEntries(g.gossip()!, range).entries.find((e) => e.peer === SELF)!.version).toBe(1000);
+  });
+
   it('ignores, counts and logs once each malformed pod; programs nothing from it', () => {
     const bad = raw([{ n: P2, ver: 1, vtep: '198.18.0.12', vni: 42, pods: [['02:00:00:00:02:01', '10.9.9.9']] }]);
     g.onGossip(P2, bad);

@@ -191,6 +191,14 @@ describe('links gossip', () => {
     expect(decodeLinks(relay!)!.entries[0]).toMatchObject({ peer: A, version: 100_000, links: [] });
   });
 
+  it('an echo of its own current entry is not news (else three peers relay it forever)', () => {
+    const a = new LinksGossiper({ self: A, onChange: () => undefined, now: () => 7 });
+    const mine = a.setLocal([B])!;
+    const version = decodeLinks(mine)!.entries[0]!.version;
+    expect(a.onGossip(B, mine)).toBeUndefined();
+    expect(decodeLinks(a.gossip()!)!.entries[0]!.version).toBe(version);
+  });
+
   it('announces the peers it sends to over fastdp; an entry without them announces none', () => {
     const a = new LinksGossiper({ self: A, onChange: () => undefined });
     const b = new LinksGossiper({ self: B, onChange: () => undefined });
