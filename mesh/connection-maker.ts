@@ -41,7 +41,8 @@ interface Target extends TargetStatus {
 
 export interface Dialer {
   /** Dial, handshake and register; resolves with the peer reached. Must not register once `signal` is aborted. */
-  dial(address: string, signal: AbortSignal): Promise<PeerId>;
+  /** `direct`: a target we were told of (connect, command line), not one found by discovery. */
+  dial(address: string, signal: AbortSignal, direct: boolean): Promise<PeerId>;
   isConnected(peer: PeerId): boolean;
   /** Whether the connection limit allows another outbound attempt (direct targets may use all of it). */
   canDial(direct: boolean): boolean;
@@ -194,7 +195,7 @@ export class ConnectionMaker {
     t.attempts++;
     t.inflight = new AbortController();
     try {
-      const peer = await this.dialer.dial(t.address, t.inflight.signal);
+      const peer = await this.dialer.dial(t.address, t.inflight.signal, t.direct);
       if (this.targets.get(t.address) !== t) return;
       t.peer = peer;
       t.state = 'connected';

@@ -103,6 +103,9 @@ interface InboundFailure {
 const TOPOLOGY_CHANNEL = 'topology';
 const RECENT_FAILURE_MS = 120_000;
 
+/** Identity feature set by a dial that discovery chose (not a `connect` or command-line target). */
+export const DISCOVERY_FEATURE = 'discovered';
+
 export class Mesh extends EventEmitter implements MeshHandle {
   readonly localName: PeerName;
   readonly localNickname: string;
@@ -121,6 +124,8 @@ export class Mesh extends EventEmitter implements MeshHandle {
   private readonly connections = new Map<PeerId, Connection>();
   private readonly overlayConns = new Map<Connection, OverlayConnection>();
   private readonly handshaking = new Set<ByteStream>();
+  /** Outbound dials not yet at the handshake stage. */
+  private dialing = 0;
   private readonly maker: ConnectionMaker;
   private readonly gossip: GossipRouter;
   private readonly timing: MeshTiming;
@@ -178,11 +183,11 @@ export class Mesh extends EventEmitter implements MeshHandle {
     });
     this.maker = new ConnectionMaker(
       {
-        dial: (address, signal) => this.dial(address, signal),
+        dial: (address, signal, direct) => this.dial(address, signal, direct),
         isConnected: (peer) => this.connections.has(peer),
-        // Discovery leaves a quarter of the limit free for inbound connections,
-        // so a peer joining a large mesh finds someone who will accept it.
-        canDial: (direct) => this.connections.size + this.handshaking.size < (direct ? this.connLimit : Math.ceil(this.connLimit * 0.75)),
+        // Discovery leaves a quarter of the limit free, on both ends (see
+        // validate): a peer joining a large mesh finds someone who will accept it.
+        canDial: (direct) => this.connections.size + this.dialing + this.handshaking.size < (direct ? this.connLimit : Math.ceil(this.connLimit * 0.75)),
       },
       { ...DEFAULT_BACKOFF, ...config.backoff },
     );
@@ -370,17 +375,25 @@ export class Mesh extends EventEmitter implements MeshHandle {
     void this.handshake(stream, false, `${stream.remoteIp}:${stream.remotePort}`).catch(() => undefined);
   }
 
-  private async dial(address: string, signal?: AbortSignal): Promise<PeerId> {
+  private async dial(address: string, signal?: AbortSignal, direct = true): Promise<PeerId> {
     const { ip, port } = splitAddress(address);
-    const stream = await this.config.transport.dial(ip, port, this.timing.dialTimeoutMs);
+    // Counted until the handshake takes over (then `handshaking` counts it), so
+    // the limit sees dials that have not reached the peer yet.
+    this.dialing++;
+    let stream: ByteStream;
+    try {
+      stream = await this.config.transport.dial(ip, port, this.timing.dialTimeoutMs);
+    } finally {
+      this.dialing--;
+    }
     if (signal?.aborted) {
       stream.destroy();
       throw new HandshakeFailure('closed', 'target forgotten');
     }
-    return this.handshake(stream, true, address, signal);
+    return this.handshake(stream, true, address, signal, direct);
   }
 
-  private async handshake(stream: ByteStream, outbound: boolean, address: string, signal?: AbortSignal): Promise<PeerId> {
+  private async handshake(stream: ByteStream, outbound: boolean, address: string, signal?: AbortSignal, direct = true): Promise<PeerId> {
     this.handshaking.add(stream);
     try {
       const identity: Omit<Identity, 'connId'> = {
@@ -389,7 +402,8 @@ export class Mesh extends EventEmitter implements MeshHandle {
         uid: this.localUid,
         incarnation: this.incarnation,
         listenPort: this.config.listenPort,
-        features: { ...this.config.features, ...this.config.overlay?.features() },
+        // A dial found by discovery says so: the acceptor keeps its reserve for joiners.
+        features: { ...this.config.features, ...this.config.overlay?.features(), ...(outbound && !direct ? { [DISCOVERY_FEATURE]: '1' } : {}) },
       };
       const hs = await runHandshake(stream, {
         outbound,
@@ -443,6 +457,13 @@ export class Mesh extends EventEmitter implements MeshHandle {
     }
     if (!existing && this.connections.size >= this.connLimit) {
       return { kind: 'limit', reason: `connection limit reached (${this.connLimit})` };
+    }
+    // A connection made by the other side's discovery may not take the last
+    // quarter of the limit: that is kept for peers told to join through us,
+    // else a mesh that filled up by discovery would refuse every newcomer.
+    // (Handshakes in flight count: ours to discovered peers are racing this one; this one is among them.)
+    if (!existing && remote.features[DISCOVERY_FEATURE] === '1' && this.connections.size + this.handshaking.size - 1 >= Math.ceil(this.connLimit * 0.75)) {
+      return { kind: 'limit', reason: `connection limit for discovered peers reached (${Math.ceil(this.connLimit * 0.75)} of ${this.connLimit}; the rest is kept for joining peers)` };
     }
     const bad = this.config.checkFeatures?.(remote.features);
     if (bad) return { kind: 'features', reason: bad };

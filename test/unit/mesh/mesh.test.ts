@@ -163,6 +163,24 @@ describe('mesh over the in-memory transport', () => {
     expect(established(cluster, 0)).toEqual(['p1']);
   });
 
+  it('keeps a quarter of the limit for joining peers: discovered dials stop at three quarters', async () => {
+    cluster = new MemoryCluster();
+    await cluster.add(0, { connLimit: 4 });
+    for (let i = 1; i <= 5; i++) await cluster.add(i);
+    cluster.peers[1]!.mesh.connect([cluster.address(0)]);
+    await until(() => established(cluster, 0).length === 1, 5_000, 'p1 joined p0');
+    // p2..p4 know only p1; they find p0 by discovery. p0 takes discovered
+    // connections up to 3 of its 4 (p1's counts): one of them is refused.
+    for (const i of [2, 3, 4]) cluster.peers[i]!.mesh.connect([cluster.address(1)]);
+    const refused = (): string[] =>
+      [2, 3, 4].filter((i) => cluster.peers[i]!.mesh.targets().some((t) => t.address === cluster.address(0) && /limit for discovered peers/.test(t.lastError ?? ''))).map((i) => `p${i}`);
+    await until(() => established(cluster, 0).length === 3 && refused().length === 1, 10_000, 'p0 at three quarters, one discovered dial refused');
+    // A peer told to join through p0 still gets in.
+    cluster.peers[5]!.mesh.connect([cluster.address(0)]);
+    await until(() => established(cluster, 0).includes('p5'), 5_000, 'p5 joined through p0');
+    expect(established(cluster, 0)).toHaveLength(4);
+  });
+
   it('carries channel gossip, broadcasts and unicasts; a rejecting gossiper does not cost the connection', async () => {
     cluster = new MemoryCluster();
     for (let i = 0; i < 4; i++) await cluster.add(i);
