@@ -40,7 +40,7 @@ export function fastdpAllowed(p: FastdpPolicy, remote: Features, encrypted: bool
   const offers = (remote.overlays ?? '').split(',');
   if (!offers.includes('fastdp')) return { allowed: false, reason: 'the peer does not offer it' };
   if (remote.vni !== undefined && remote.vni !== String(p.vni)) return { allowed: false, reason: `the peer uses VNI ${remote.vni}, we use ${p.vni}` };
-  if (encrypted && !inSubnets(remoteIp, p.trustedSubnets)) return { allowed: false, reason: 'encrypted (the peer is not in --trusted-subnets)' };
+  if (encrypted && !inSubnets(remoteIp, p.trustedSubnets)) return { allowed: false, reason: 'password set and the peer is not in --trusted-subnets' };
   return { allowed: true, reason: '' };
 }
 

@@ -13,7 +13,7 @@ describe('fastdp policy', () => {
     expect(offer).toEqual({ overlays: 'fastdp,sleeve', vni: '42' });
     expect(fastdpAllowed(policy, offer, false, '198.18.5.1')).toEqual({ allowed: true, reason: '' });
     expect(fastdpAllowed(policy, offer, true, '198.18.0.7').allowed).toBe(true);
-    expect(fastdpAllowed(policy, offer, true, '198.18.5.1')).toEqual({ allowed: false, reason: 'encrypted (the peer is not in --trusted-subnets)' });
+    expect(fastdpAllowed(policy, offer, true, '198.18.5.1')).toEqual({ allowed: false, reason: 'password set and the peer is not in --trusted-subnets' });
     expect(fastdpAllowed(policy, { overlays: 'sleeve', vni: '42' }, false, '198.18.0.7').reason).toBe('the peer does not offer it');
     expect(fastdpAllowed(policy, { overlays: 'fastdp,sleeve', vni: '7' }, false, '198.18.0.7').reason).toBe('the peer uses VNI 7, we use 42');
     expect(fastdpAllowed({ ...policy, noFastdp: true }, offer, false, '198.18.0.7').reason).toBe('disabled here (--no-fastdp)');
