@@ -94,7 +94,9 @@ async function simulate(n: number, connLimit: number): Promise<(string | number)
     // Grow the mesh in batches, as a real rollout would, letting each batch
     // converge: everyone starting at the same instant is a different test.
     await cluster.add(0);
-    const batch = 25;
+    // Joiners of the first batch all know only peer 0: a batch larger than
+    // the connection limit would leave some refused by everyone they know.
+    const batch = connLimit > 0 ? Math.max(1, Math.min(25, Math.floor(connLimit / 2))) : 25;
     for (let start = 1; start < n; start += batch) {
       const end = Math.min(n, start + batch);
       for (let i = start; i < end; i++) {
