@@ -126,8 +126,6 @@ export class Mesh extends EventEmitter implements MeshHandle {
   private readonly handshaking = new Set<ByteStream>();
   /** Outbound dials not yet at the handshake stage. */
   private dialing = 0;
-  /** Connections discovery made (our dial to a discovered target, or a peer's dial marked as such): the ones `makeRoom` may close. */
-  private readonly discoveredConns = new WeakSet<Connection>();
   private readonly maker: ConnectionMaker;
   private readonly gossip: GossipRouter;
   private readonly timing: MeshTiming;
@@ -413,8 +411,7 @@ export class Mesh extends EventEmitter implements MeshHandle {
         secrets: this.secrets,
         versionRange: { min: PROTOCOL_MIN_VERSION, max: PROTOCOL_MAX_VERSION },
         timeoutMs: this.timing.handshakeTimeoutMs,
-        // Joining: a peer told to connect (our direct target, or an inbound dial not made by discovery).
-        validate: (remote, connUid) => this.validate(remote, connUid, outbound ? direct : remote.features[DISCOVERY_FEATURE] !== '1'),
+        validate: (remote, connUid) => this.validate(remote, connUid),
       });
       this.handshaking.delete(stream);
       // Record where the peer can be dialled as an IP (targets may be host names).
@@ -424,7 +421,6 @@ export class Mesh extends EventEmitter implements MeshHandle {
         onMessage: (c, m) => this.onMessage(c, m),
         onClosed: (c, reason) => this.onClosed(c, reason),
       });
-      if (outbound ? !direct : hs.remote.features[DISCOVERY_FEATURE] === '1') this.discoveredConns.add(conn);
       if (signal?.aborted) {
         conn.close('target forgotten');
         throw new HandshakeFailure('closed', 'target forgotten');
@@ -450,7 +446,7 @@ export class Mesh extends EventEmitter implements MeshHandle {
     }
   }
 
-  private validate(remote: Identity, connUid: string, joining: boolean): { kind: FailureKind; reason: string } | undefined {
+  private validate(remote: Identity, connUid: string): { kind: FailureKind; reason: string } | undefined {
     if (remote.name === this.selfId) {
       if (remote.uid === this.localUid) return { kind: 'self', reason: 'cannot connect to ourself' };
       return { kind: 'collision', reason: `peer name collision: ${this.localName} is used by both ${remote.nickname} and ${this.localNickname}` };
@@ -459,7 +455,7 @@ export class Mesh extends EventEmitter implements MeshHandle {
     if (existing && !existing.isClosed && existing.remote.uid === remote.uid && BigInt(existing.connUid) <= BigInt(connUid)) {
       return { kind: 'duplicate', reason: `already connected to ${formatPeerName(remote.name)}` };
     }
-    if (!existing && this.connections.size >= this.connLimit && !(joining && this.makeRoom())) {
+    if (!existing && this.connections.size >= this.connLimit) {
       return { kind: 'limit', reason: `connection limit reached (${this.connLimit})` };
     }
     // A connection made by the other side's discovery may not take the last
@@ -472,23 +468,6 @@ export class Mesh extends EventEmitter implements MeshHandle {
     const bad = this.config.checkFeatures?.(remote.features);
     if (bad) return { kind: 'features', reason: bad };
     return undefined;
-  }
-
-  /**
-   * At the limit, a peer told to join through us gets the place of a
-   * connection discovery made, to a peer that keeps other connections (it
-   * stays reachable through them; its discovery will not take the place
-   * back while we are over three quarters). False when there is none.
-   */
-  private makeRoom(): boolean {
-    for (const c of this.connections.values()) {
-      if (c.isClosed || !this.discoveredConns.has(c)) continue;
-      const entry = this.topology.entries.get(c.peer);
-      if (!entry || unpackRecords(entry.conns).filter((r) => r.established).length < 2) continue;
-      c.close(`connection limit (${this.connLimit}): making room for a peer joining through us`);
-      return true;
-    }
-    return false;
   }
 
   private register(conn: Connection): void {

@@ -210,7 +210,6 @@ export class Topology {
         if (cur && compareVersions(u, cur) <= 0) continue;
         this.entries.set(u.id, { id: u.id, uid: u.uid, incarnation: u.incarnation, version: u.version, nickname: u.nickname, conns: u.conns });
         this.caughtUp(u.id);
-        this.pullUnknownPeers(u.conns, from, res);
         // Whole entries answer someone's pull or digest: catching up is not
         // news. Only deltas (fresh changes) are relayed; a peer still behind
         // pulls for itself. Relaying whole entries made them cascade through
@@ -226,7 +225,6 @@ export class Topology {
         cur.version = u.version;
         remember(cur, u);
         this.caughtUp(u.id);
-        this.pullUnknownPeers(u.upserts, from, res);
         res.relay.push(u);
         res.changed = true;
       } else {
@@ -238,21 +236,6 @@ export class Topology {
     }
     if (res.changed) this.touch();
     return res;
-  }
-
-  /**
-   * A connection to a peer we hold no entry for: pull that entry from the
-   * neighbour that told us (after the usual delay: it may be on its way).
-   * Without this, a peer whose only news of a newcomer was lost (a pull
-   * answer on a connection that closed) waited for anti-entropy.
-   */
-  private pullUnknownPeers(records: Uint8Array, from: PeerId, res: HandleResult): void {
-    for (let i = 0; i < recordCount(records); i++) {
-      const p = recordPeer(records, i);
-      if (p === this.self.id || this.entries.has(p) || this.behind.has(p)) continue;
-      this.behind.set(p, { from, uid: 0n, incarnation: 0, version: 0 });
-      res.pullLater = true;
-    }
   }
 
   /** Pull requests for the entries we are still behind on, grouped by the neighbour that has them. */
