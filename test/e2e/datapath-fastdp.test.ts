@@ -37,6 +37,19 @@ describe('fastdp: 3 hosts × 2 pods through the CNI plugin', () => {
 
   it('every pod reaches every other (ICMP and TCP), every connection is fastdp, and no ARP crosses the underlay', async () => {
     for (const h of hosts) await waitDatapaths(h, Object.fromEntries(hosts.filter((o) => o !== h).map((o) => [o.id, 'fastdp'])));
+    // Programmed from gossip (remote pods) and from the bridge (local pods,
+    // once their MAC is confirmed): every host answers ARP for every pod.
+    await waitFor(
+      async () => {
+        for (const h of hosts) {
+          const table = await h.run('ip', ['neigh', 'show', 'nud', 'permanent']);
+          if (!all.every((p) => table.includes(`${p.ip} `))) return false;
+        }
+        return true;
+      },
+      20_000,
+      'every host to answer ARP for every pod',
+    );
     const vxlan: string[] = [];
     const arps = await capture(net, ARP_ON_UNDERLAY, async () => {
       for (const p of all) {

@@ -216,7 +216,7 @@ describe('password rotation without downtime', () => {
     for (const p of pings) {
       const seqs = await p.stop();
       // Every request up to the last answered one was answered: no gap, no drop.
-      expect(seqs.length, `${p.from.id} -> ${p.to.id}`).toBeGreaterThan(100);
+      expect(seqs.length, `${p.from.id} -> ${p.to.id}`).toBeGreaterThan(50);
       const missing = Array.from({ length: Math.max(...seqs) }, (_, i) => i + 1).filter((n) => !seqs.includes(n));
       expect(missing, `${p.from.id} -> ${p.to.id}: requests without a reply`).toEqual([]);
     }
