@@ -640,10 +640,11 @@ export class Datapath implements Overlay {
     this.sleeve.tick();
     const now = Date.now();
     this.maybeRelease(now);
-    // Confirm local pods' MACs: every second for half a minute after pods changed while some are
-    // unconfirmed (a silent pod may stay so), every 10 s after that, every 30 s once all are.
+    // Confirm local pods' MACs: every second for half a minute after pods changed (a chained
+    // plugin such as `tuning` may change a MAC just after we saw it), then every 10 s while
+    // some are unconfirmed (a silent pod may stay so), every 30 s once all are.
     const unconfirmed = this.localPods.some((p) => p.port && !this.observed.has(p.ip));
-    const every = !unconfirmed ? 30_000 : now - this.podsChangedAt < 30_000 ? 1000 : 10_000;
+    const every = now - this.podsChangedAt < 30_000 ? 1000 : unconfirmed ? 10_000 : 30_000;
     if (now - this.lastObserve > every) {
       this.lastObserve = now;
       void this.observeMacs();
