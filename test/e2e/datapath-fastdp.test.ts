@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestNet, waitFor, runIn, type TestHost } from '../harness/netns.js';
 import { crashDaemon, launch, logOf, meshnet, status } from '../harness/meshnet.js';
-import { capture, pingAll, Pods, startSinks, tcpSendAll, waitDatapaths, type Pod } from '../harness/pods.js';
+import { capture, pingAll, Pods, podsOnEveryHost, startSinks, tcpSendAll, waitDatapaths, type Pod } from '../harness/pods.js';
 
 // Pods' ARP on the underlay: inside VXLAN (UDP header 8 + VXLAN 8 + MACs
 // 12: the inner ethertype at udp[28]) or inside a plain sleeve datagram
@@ -15,7 +15,7 @@ describe('fastdp: 3 hosts × 2 pods through the CNI plugin', () => {
   let net: TestNet;
   let hosts: TestHost[];
   let pods: Pods;
-  const all: Pod[] = [];
+  let all: Pod[] = [];
   let stopSinks: () => void = () => undefined;
 
   const launchHost = (h: TestHost): Promise<void> => launch(h, { peers: h === hosts[0] ? [] : [hosts[0]!.address], args: ['--ipalloc-init', 'consensus=3'] });
@@ -25,9 +25,7 @@ describe('fastdp: 3 hosts × 2 pods through the CNI plugin', () => {
     hosts = net.hosts;
     await Promise.all(hosts.map(launchHost));
     for (const h of hosts) await waitFor(async () => (await status(h)).ipam.ready, 30_000, `${h.id} IPAM ready`);
-    pods = await Pods.create(net);
-    for (const h of hosts) for (const n of ['a', 'b']) all.push(await pods.add(h, `${h.id}${n}`));
-    stopSinks = await startSinks(net, all);
+    ({ pods, all, stopSinks } = await podsOnEveryHost(net, ['a', 'b']));
   }, 120_000);
 
   afterAll(async () => {

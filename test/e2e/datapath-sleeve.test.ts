@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestNet, waitFor, runIn, type TestHost } from '../harness/netns.js';
 import { launch, logOf, meshnet, status } from '../harness/meshnet.js';
-import { datapaths, nftDrop, pingAll, Pods, startSinks, tcpSendAll, waitDatapaths, type Pod } from '../harness/pods.js';
+import { datapaths, nftDrop, pingAll, podsOnEveryHost, tcpdumpDuring, tcpSendAll, waitDatapaths, type Pod } from '../harness/pods.js';
 
 async function readyMesh(net: TestNet, extra: (h: TestHost) => { args?: string[]; env?: NodeJS.ProcessEnv; password?: string }): Promise<void> {
   const n = net.hosts.length;
@@ -40,8 +40,7 @@ function iperf(net: TestNet, a: Pod, b: Pod, seconds: number, extra: string[] = 
 
 describe('mixed mesh: h1, h2 normal, h3 --no-fastdp on the pure-Node sleeve', () => {
   let net: TestNet;
-  let pods: Pods;
-  const all: Pod[] = [];
+  let all: Pod[] = [];
   let stopSinks: () => void = () => undefined;
   let h1: TestHost, h2: TestHost, h3: TestHost;
 
@@ -49,9 +48,7 @@ describe('mixed mesh: h1, h2 normal, h3 --no-fastdp on the pure-Node sleeve', ()
     net = await TestNet.create(3);
     [h1, h2, h3] = net.hosts as [TestHost, TestHost, TestHost];
     await readyMesh(net, (h) => (h.id === 'h3' ? { args: ['--no-fastdp'], env: { MESHNET_IO: 'node' } } : {}));
-    pods = await Pods.create(net);
-    for (const h of net.hosts) all.push(await pods.add(h, `${h.id}p`));
-    stopSinks = await startSinks(net, all);
+    ({ all, stopSinks } = await podsOnEveryHost(net, ['p']));
   }, 120_000);
 
   afterAll(async () => {
@@ -157,17 +154,14 @@ describe('mixed mesh: h1, h2 normal, h3 --no-fastdp on the pure-Node sleeve', ()
 
 describe('password mesh (h2 on the pure-Node backend)', () => {
   let net: TestNet;
-  let pods: Pods;
-  const all: Pod[] = [];
+  let all: Pod[] = [];
   let stopSinks: () => void = () => undefined;
   const PASSWORD = 'datapath e2e secret';
 
   beforeAll(async () => {
     net = await TestNet.create(2);
     await readyMesh(net, (h) => ({ password: PASSWORD, ...(h.id === 'h2' ? { env: { MESHNET_IO: 'node' } } : {}) }));
-    pods = await Pods.create(net);
-    for (const h of net.hosts) all.push(await pods.add(h, `${h.id}p`));
-    stopSinks = await startSinks(net, all);
+    ({ all, stopSinks } = await podsOnEveryHost(net, ['p']));
   }, 120_000);
 
   afterAll(async () => {
@@ -224,18 +218,7 @@ describe('password mesh (h2 on the pure-Node backend)', () => {
 /** The underlay as a pcap file (UDP only) while `during` runs. */
 async function pcapDuring(net: TestNet, name: string, during: () => Promise<void>): Promise<Buffer> {
   const path = join(net.dir, name);
-  const td = spawn('ip', ['netns', 'exec', net.switchNs, 'tcpdump', '-i', 'br0', '--immediate-mode', '-U', '-s', '0', '-w', path, 'udp'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  net.track(td);
-  let err = '';
-  td.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  await waitFor(() => err.includes('listening on'), 5000, 'tcpdump');
-  try {
-    await during();
-    await new Promise((r) => setTimeout(r, 300));
-  } finally {
-    td.kill('SIGINT');
-    await new Promise((r) => td.once('exit', r));
-  }
+  await tcpdumpDuring(net, ['-s', '0', '-w', path, 'udp'], during);
   return readFileSync(path);
 }
 

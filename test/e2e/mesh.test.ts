@@ -162,7 +162,7 @@ describe('launch refuses bad input with one line', () => {
     ['an unknown flag', ['--frobnicate'], /unknown flag --frobnicate/],
     ['a missing password file', ['--password-file', '/nonexistent/pw'], /--password-file: cannot read \/nonexistent\/pw: no such file/],
     ['a peer address that does not parse', ['not a host!'], /invalid peer address "not a host!"/],
-    ['a bad range', ['--ipalloc-range', '10.0.0.0/99'], /--ipalloc-range: "10.0.0.0\/99": prefix length "99" is not 0-32/],
+    ['a bad range', ['--ipalloc-range', '198.19.0.0/99'], /--ipalloc-range: "198.19.0.0\/99": prefix length "99" is not 0-32/],
   ];
   it.each(cases)('%s', async (_what, args, message) => {
     const h = net.host(1);

@@ -57,6 +57,14 @@ export class Pods {
   }
 }
 
+/** `names.length` pods on every host of `net` (named host id + name), TCP sinks started in each. */
+export async function podsOnEveryHost(net: TestNet, names: string[]): Promise<{ pods: Pods; all: Pod[]; stopSinks: () => void }> {
+  const pods = await Pods.create(net);
+  const all: Pod[] = [];
+  for (const h of net.hosts) for (const n of names) all.push(await pods.add(h, `${h.id}${n}`));
+  return { pods, all, stopSinks: await startSinks(net, all) };
+}
+
 /** Node script run inside a pod: a TCP sink on port 7000 that answers each connection with the byte count it read. */
 const SINK = `require('net').createServer((c)=>{let n=0;c.on('data',(d)=>n+=d.length);c.on('end',()=>c.end(String(n)));c.on('error',()=>{})}).listen(7000,()=>console.log('listening'))`;
 
@@ -102,15 +110,17 @@ export async function pingAll(from: Pod, targets: string[], wait = '2'): Promise
   return targets.filter((_, i) => ok[i]);
 }
 
-/** Runs tcpdump on the underlay switch while `during` runs; returns the packets matching `filter` (one line each). */
-export async function capture(net: TestNet, filter: string, during: () => Promise<void>, opts: { hex?: boolean } = {}): Promise<string[]> {
-  const args = ['netns', 'exec', net.switchNs, 'tcpdump', '-i', 'br0', '--immediate-mode', '-n', '-l', '-U', ...(opts.hex ? ['-X'] : ['-q']), filter];
-  const td = spawn('ip', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+/**
+ * tcpdump on the underlay switch (`args` after the interface) while
+ * `during` runs; what it printed on stdout.
+ */
+export async function tcpdumpDuring(net: TestNet, args: string[], during: () => Promise<void>): Promise<string> {
+  const td = spawn('ip', ['netns', 'exec', net.switchNs, 'tcpdump', '-i', 'br0', '--immediate-mode', '-U', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   net.track(td);
   let out = '';
   let err = '';
-  td.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  td.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  td.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  td.stderr!.on('data', (d: Buffer) => (err += d.toString()));
   await waitFor(() => err.includes('listening on'), 5000, 'tcpdump to start');
   try {
     await during();
@@ -119,6 +129,12 @@ export async function capture(net: TestNet, filter: string, during: () => Promis
     td.kill('SIGINT');
     await new Promise((r) => td.once('exit', r));
   }
+  return out;
+}
+
+/** Runs tcpdump on the underlay switch while `during` runs; returns the packets matching `filter` (one line each). */
+export async function capture(net: TestNet, filter: string, during: () => Promise<void>, opts: { hex?: boolean } = {}): Promise<string[]> {
+  const out = await tcpdumpDuring(net, ['-n', '-l', ...(opts.hex ? ['-X'] : ['-q']), filter], during);
   if (opts.hex) return out.split(/\n(?=\d\d:\d\d)/).filter((x) => x.trim() !== '');
   return out.split('\n').filter(Boolean);
 }

@@ -18,7 +18,7 @@ describe('fastdp policy', () => {
     expect(fastdpAllowed(policy, { overlays: 'fastdp,sleeve', vni: '7' }, false, '198.18.0.7').reason).toBe('the peer uses VNI 7, we use 42');
     expect(fastdpAllowed({ ...policy, noFastdp: true }, offer, false, '198.18.0.7').reason).toBe('disabled here (--no-fastdp)');
     expect(overlayFeatures({ ...policy, noFastdp: true }).overlays).toBe('sleeve');
-    expect(inSubnets('10.0.0.1', ['bad', '10.0.0.0/8'])).toBe(true);
+    expect(inSubnets('198.18.0.1', ['bad', '198.18.0.0/16'])).toBe(true);
   });
 
   it('prefers a working fastdp, then a reachable sleeve; counts only fastdp<->sleeve switches', () => {

@@ -62,7 +62,7 @@ describe('endpoints codec', () => {
             ['02:00:00:00:02:01', '198.19.2.1'],
             ['zz:00:00:00:02:02', '198.19.2.2'],
             ['03:00:00:00:02:03', '198.19.2.3'],
-            ['02:00:00:00:02:04', '10.0.0.4'],
+            ['02:00:00:00:02:04', '198.18.0.4'],
             ['02:00:00:00:02:05', 'not-an-ip'],
             'nonsense',
           ],
@@ -174,9 +174,9 @@ describe('EndpointsGossiper', () => {
   });
 
   it('ignores, counts and logs once each malformed pod; programs nothing from it', () => {
-    const bad = raw([{ n: P2, ver: 1, vtep: '198.18.0.12', vni: 42, pods: [['02:00:00:00:02:01', '10.9.9.9']] }]);
+    const bad = raw([{ n: P2, ver: 1, vtep: '198.18.0.12', vni: 42, pods: [['02:00:00:00:02:01', '198.18.9.9']] }]);
     g.onGossip(P2, bad);
-    g.onGossip(P2, raw([{ n: P2, ver: 2, vtep: '198.18.0.12', vni: 42, pods: [['02:00:00:00:02:01', '10.9.9.9']] }]));
+    g.onGossip(P2, raw([{ n: P2, ver: 2, vtep: '198.18.0.12', vni: 42, pods: [['02:00:00:00:02:01', '198.18.9.9']] }]));
     expect(g.dropped['ip-out-of-range']).toBe(2);
     expect(logs.filter((l) => l.fields.reason === 'ip-out-of-range')).toHaveLength(1);
     expect(g.remoteEntries()[0]!.pods).toEqual([]);
