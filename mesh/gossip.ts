@@ -9,7 +9,7 @@ import type { MeshStats } from './mesh.js';
 import type { LogOnce, Logger } from './log.js';
 import { formatPeerName, parsePeerName, type PeerId } from './peer-name.js';
 import type { Routes } from './routes.js';
-import { decodeTopologyMessage, encodeTopologyMessage, type TopologyMessage } from './topology-codec.js';
+import { decodeTopologyMessage, encodeTopologyMessage, type ChannelSummary, type TopologyMessage } from './topology-codec.js';
 import { GossipRejected, type GossipChannel, type Gossiper } from './types.js';
 import { Tag, type Message } from './wire/protocol.js';
 
@@ -51,6 +51,36 @@ export class GossipRouter {
   sendAllState(to: PeerId): void {
     for (const [name, g] of this.channels) {
       const state = this.safe(name, () => g.gossip());
+      if (state && state.length) this.sendMsg(to, { tag: Tag.GOSSIP, channel: name, payload: state }, true);
+    }
+  }
+
+  /** Fingerprints of the channels that offer one (anti-entropy in brief). */
+  fingerprints(): ChannelSummary[] {
+    const out: ChannelSummary[] = [];
+    for (const [name, g] of this.channels) {
+      if (!g.stateHash) continue;
+      const hash = this.safe(name, () => g.stateHash!());
+      if (hash !== undefined) out.push({ name, hash: hash >>> 0 });
+    }
+    return out;
+  }
+
+  /** Full state of the channels without a fingerprint (they have no cheaper repair). */
+  sendStateWithoutFingerprint(to: PeerId): void {
+    this.sendStateOf(to, [...this.channels].filter(([, g]) => !g.stateHash).map(([n]) => n));
+  }
+
+  /** Compare a neighbour's fingerprints with ours: the channels (known here) whose state differs. */
+  differing(theirs: readonly ChannelSummary[]): string[] {
+    const ours = new Map(this.fingerprints().map((c) => [c.name, c.hash]));
+    return theirs.filter((c) => ours.has(c.name) && ours.get(c.name) !== c.hash).map((c) => c.name);
+  }
+
+  sendStateOf(to: PeerId, names: readonly string[]): void {
+    for (const name of names) {
+      const g = this.channels.get(name);
+      const state = g && this.safe(name, () => g.gossip());
       if (state && state.length) this.sendMsg(to, { tag: Tag.GOSSIP, channel: name, payload: state }, true);
     }
   }

@@ -105,6 +105,14 @@ const RECENT_FAILURE_MS = 120_000;
 
 /** Identity feature set by a dial that discovery chose (not a `connect` or command-line target). */
 export const DISCOVERY_FEATURE = 'discovered';
+/**
+ * Identity feature of a dial made while the dialer has no established
+ * connection: a newcomer (or an isolated peer). Only such a dial may take
+ * the place of another connection at a full acceptor: a member re-dialling
+ * its targets must not, or two peers told of the same full one would
+ * evict each other for ever.
+ */
+export const JOINING_FEATURE = 'joining';
 
 export class Mesh extends EventEmitter implements MeshHandle {
   readonly localName: PeerName;
@@ -126,6 +134,8 @@ export class Mesh extends EventEmitter implements MeshHandle {
   private readonly handshaking = new Set<ByteStream>();
   /** Outbound dials not yet at the handshake stage. */
   private dialing = 0;
+  /** Connections discovery made (our dial to a discovered target, or a peer's dial marked as such): the ones `makeRoom` may close. */
+  private readonly discoveredConns = new WeakSet<Connection>();
   private readonly maker: ConnectionMaker;
   private readonly gossip: GossipRouter;
   private readonly timing: MeshTiming;
@@ -403,7 +413,7 @@ export class Mesh extends EventEmitter implements MeshHandle {
         incarnation: this.incarnation,
         listenPort: this.config.listenPort,
         // A dial found by discovery says so: the acceptor keeps its reserve for joiners.
-        features: { ...this.config.features, ...this.config.overlay?.features(), ...(outbound && !direct ? { [DISCOVERY_FEATURE]: '1' } : {}) },
+        features: { ...this.config.features, ...this.config.overlay?.features(), ...(outbound && !direct ? { [DISCOVERY_FEATURE]: '1' } : {}), ...(outbound && this.connections.size === 0 ? { [JOINING_FEATURE]: '1' } : {}) },
       };
       const hs = await runHandshake(stream, {
         outbound,
@@ -411,7 +421,7 @@ export class Mesh extends EventEmitter implements MeshHandle {
         secrets: this.secrets,
         versionRange: { min: PROTOCOL_MIN_VERSION, max: PROTOCOL_MAX_VERSION },
         timeoutMs: this.timing.handshakeTimeoutMs,
-        validate: (remote, connUid) => this.validate(remote, connUid),
+        validate: (remote, connUid) => this.validate(remote, connUid, !outbound && remote.features[JOINING_FEATURE] === '1'),
       });
       this.handshaking.delete(stream);
       // Record where the peer can be dialled as an IP (targets may be host names).
@@ -421,6 +431,7 @@ export class Mesh extends EventEmitter implements MeshHandle {
         onMessage: (c, m) => this.onMessage(c, m),
         onClosed: (c, reason) => this.onClosed(c, reason),
       });
+      if (outbound ? !direct : hs.remote.features[DISCOVERY_FEATURE] === '1') this.discoveredConns.add(conn);
       if (signal?.aborted) {
         conn.close('target forgotten');
         throw new HandshakeFailure('closed', 'target forgotten');
@@ -446,7 +457,7 @@ export class Mesh extends EventEmitter implements MeshHandle {
     }
   }
 
-  private validate(remote: Identity, connUid: string): { kind: FailureKind; reason: string } | undefined {
+  private validate(remote: Identity, connUid: string, joining: boolean): { kind: FailureKind; reason: string } | undefined {
     if (remote.name === this.selfId) {
       if (remote.uid === this.localUid) return { kind: 'self', reason: 'cannot connect to ourself' };
       return { kind: 'collision', reason: `peer name collision: ${this.localName} is used by both ${remote.nickname} and ${this.localNickname}` };
@@ -455,7 +466,7 @@ export class Mesh extends EventEmitter implements MeshHandle {
     if (existing && !existing.isClosed && existing.remote.uid === remote.uid && BigInt(existing.connUid) <= BigInt(connUid)) {
       return { kind: 'duplicate', reason: `already connected to ${formatPeerName(remote.name)}` };
     }
-    if (!existing && this.connections.size >= this.connLimit) {
+    if (!existing && this.connections.size >= this.connLimit && !(joining && this.makeRoom())) {
       return { kind: 'limit', reason: `connection limit reached (${this.connLimit})` };
     }
     // A connection made by the other side's discovery may not take the last
@@ -468,6 +479,31 @@ export class Mesh extends EventEmitter implements MeshHandle {
     const bad = this.config.checkFeatures?.(remote.features);
     if (bad) return { kind: 'features', reason: bad };
     return undefined;
+  }
+
+  /**
+   * At the limit, a newcomer dialling us (JOINING_FEATURE) gets the place of
+   * one of our connections: otherwise a full peer is a dead end for every
+   * newcomer that names it (often every host names the same few). The one closed
+   * goes to a peer that keeps another established connection
+   * (it stays reachable), preferring connections discovery made, then the
+   * peer with the most connections. Its discovery will not take the place
+   * back while we are above three quarters of the limit. False when no
+   * connection can go.
+   */
+  private makeRoom(): boolean {
+    let best: { c: Connection; score: number } | undefined;
+    for (const c of this.connections.values()) {
+      if (c.isClosed) continue;
+      const entry = this.topology.entries.get(c.peer);
+      const others = entry ? unpackRecords(entry.conns).filter((r) => r.established && r.peer !== this.selfId).length : 0;
+      if (others < 1) continue;
+      const score = (this.discoveredConns.has(c) ? 1_000_000 : 0) + others;
+      if (!best || score > best.score) best = { c, score };
+    }
+    if (!best) return false;
+    best.c.close(`connection limit (${this.connLimit}): making room for a peer joining through us`);
+    return true;
   }
 
   private register(conn: Connection): void {
@@ -573,7 +609,8 @@ export class Mesh extends EventEmitter implements MeshHandle {
 
   private onTopology(conn: Connection, payload: Uint8Array): void {
     const m = this.gossip.decodeTopology(conn.peer, payload);
-    if (m) this.sync.onMessage(conn.peer, m);
+    if (m?.type === 'summary') this.onSummary(conn.peer, m);
+    else if (m) this.sync.onMessage(conn.peer, m);
   }
 
   private topologyChanged(): void {
@@ -581,17 +618,39 @@ export class Mesh extends EventEmitter implements MeshHandle {
     if (this.discoveryTimer || this.stopped) return;
     this.discoveryTimer = setTimeout(() => {
       this.discoveryTimer = undefined;
-      if (!this.stopped) this.maker.setDiscovered(this.sync.discover());
+      if (this.stopped) return;
+      // Candidates for the discovery slots left (a few spare for refusals):
+      // none when they are full, all of them when there is no limit.
+      const room = Math.ceil(this.connLimit * 0.75) - (this.connections.size + this.dialing + this.handshaking.size);
+      this.maker.setDiscovered(room <= 0 ? new Map() : this.sync.discover(room * 2 + 4));
     }, 100);
     this.discoveryTimer.unref?.();
   }
 
+  /**
+   * Periodic repair with a random neighbour: fingerprints first, whole
+   * digests and channel states only where they differ (onSummary). A quiet
+   * mesh thus exchanges a few dozen bytes per period, not its whole tables.
+   */
   private antiEntropy(): void {
     const ns = [...this.connections.keys()];
     if (ns.length === 0) return;
     const n = ns[Math.floor(Math.random() * ns.length)]!;
-    this.sync.sendDigest(n);
-    this.gossip.sendAllState(n);
+    this.sync.send(n, { type: 'summary', reply: false, topology: this.topology.fingerprint(), channels: this.gossip.fingerprints() });
+    this.gossip.sendStateWithoutFingerprint(n);
+  }
+
+  private onSummary(from: PeerId, m: Extract<TopologyMessage, { type: 'summary' }>): void {
+    const differ = this.gossip.differing(m.channels);
+    this.gossip.sendStateOf(from, differ);
+    if (m.reply) return;
+    const mine = this.topology.fingerprint();
+    if (mine.count !== m.topology.count || mine.hash[0] !== m.topology.hash[0] || mine.hash[1] !== m.topology.hash[1]) this.sync.sendDigest(from);
+    // Ask for their state of the channels that differ (ours is on its way).
+    if (differ.length) {
+      const ours = new Set(differ);
+      this.sync.send(from, { type: 'summary', reply: true, topology: mine, channels: this.gossip.fingerprints().filter((c) => ours.has(c.name)) });
+    }
   }
 
   private count<K>(m: Map<K, number>, k: K): void {

@@ -65,11 +65,26 @@ export type TopologyMessage =
   | { type: 'update'; entries: EntryUpdate[] }
   | { type: 'digest'; items: DigestItem[] }
   /** Ask for entries; `have` says what the asker holds (version 0 for nothing) so the answer can be a delta. */
-  | { type: 'pull'; have: DigestItem[] };
+  | { type: 'pull'; have: DigestItem[] }
+  /**
+   * Anti-entropy in brief: fingerprints of the topology table and of each
+   * channel's state. The receiver answers only where its own differ (a
+   * digest for the table, full state for a channel); `reply` marks such an
+   * answer, which asks the first sender for its state of the listed channels.
+   */
+  | { type: 'summary'; reply: boolean; topology: { count: number; hash: [number, number] }; channels: ChannelSummary[] };
+
+export interface ChannelSummary {
+  name: string;
+  hash: number;
+}
 
 const MSG_UPDATE = 1;
 const MSG_DIGEST = 2;
 const MSG_PULL = 3;
+const MSG_SUMMARY = 4;
+/** Channel names are short (mesh/gossip.ts); more channels than this is a malformed summary. */
+const MAX_SUMMARY_CHANNELS = 64;
 const KIND_FULL = 1;
 const KIND_DELTA = 2;
 
@@ -347,6 +362,12 @@ export function encodeTopologyMessage(m: TopologyMessage): Buffer {
   } else if (m.type === 'digest') {
     w.u8(MSG_DIGEST).u32(m.items.length);
     for (const d of m.items) w.id(d.id).u64(d.uid).u32(d.incarnation).u32(d.version);
+  } else if (m.type === 'summary') {
+    w.u8(MSG_SUMMARY).u32(m.channels.length).u8(m.reply ? 1 : 0).u32(m.topology.count).u32(m.topology.hash[0]).u32(m.topology.hash[1]);
+    for (const c of m.channels) {
+      const name = Buffer.from(c.name, 'utf8').subarray(0, 255);
+      w.u8(name.length).bytes(name).u32(c.hash);
+    }
   } else {
     w.u8(MSG_PULL).u32(m.have.length);
     for (const d of m.have) w.id(d.id).u64(d.uid).u32(d.incarnation).u32(d.version);
@@ -366,6 +387,16 @@ export function decodeTopologyMessage(buf: Buffer): TopologyMessage {
     for (let i = 0; i < n; i++) items.push({ id: r.id(), uid: r.u64(), incarnation: r.u32(), version: r.u32() });
     r.end();
     return type === MSG_DIGEST ? { type: 'digest', items } : { type: 'pull', have: items };
+  }
+  if (type === MSG_SUMMARY) {
+    if (n > MAX_SUMMARY_CHANNELS) throw new ProtocolError(`summary lists ${n} channels (limit ${MAX_SUMMARY_CHANNELS})`);
+    const flags = r.u8();
+    if (flags > 1) throw new ProtocolError(`summary flags ${flags}`);
+    const topology = { count: r.u32(), hash: [r.u32(), r.u32()] as [number, number] };
+    const channels: ChannelSummary[] = [];
+    for (let i = 0; i < n; i++) channels.push({ name: r.bytes(r.u8()).toString('utf8'), hash: r.u32() });
+    r.end();
+    return { type: 'summary', reply: flags === 1, topology, channels };
   }
   if (type !== MSG_UPDATE) throw new ProtocolError(`unknown topology message type ${type}`);
   const entries: EntryUpdate[] = [];

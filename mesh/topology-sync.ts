@@ -87,23 +87,46 @@ export class TopologySync {
     this.publishTimer.unref?.();
   }
 
-  /** Every peer someone lists a connection to that we are not connected to, and where to dial it. */
-  discover(): Map<PeerId, string[]> {
+  /**
+   * Peers someone lists a connection to that we are not connected to, and
+   * where to dial them: all of them, or `max` picked at random. In a large
+   * mesh with a connection limit a peer needs only a few candidates, and
+   * handing the dialler a thousand targets (each with its own timer) after
+   * every topology change cost more than the gossip itself.
+   */
+  discover(max = Infinity): Map<PeerId, string[]> {
     const self = this.d.topology.selfId;
-    const found = new Map<PeerId, string[]>();
+    // First pass: who, and one place each is listed (reading only peer ids:
+    // in a converged mesh almost every record names a known neighbour).
+    const where = new Map<PeerId, { conns: Uint8Array; i: number }[]>();
     for (const e of this.d.topology.entries.values()) {
       if (e.id === self) continue;
       const n = recordCount(e.conns);
       for (let i = 0; i < n; i++) {
-        // Read the id first: in a converged mesh almost every record names a
-        // peer we are already connected to, and unpacking it would be waste.
         const peer = recordPeer(e.conns, i);
         if (peer === self || this.d.isConnected(peer)) continue;
-        const address = unpackRecord(e.conns, i).address;
-        const list = found.get(peer) ?? [];
-        if (!list.includes(address)) list.push(address);
-        found.set(peer, list);
+        const list = where.get(peer);
+        if (list) list.push({ conns: e.conns, i });
+        else where.set(peer, [{ conns: e.conns, i }]);
       }
+    }
+    let peers = [...where.keys()];
+    if (peers.length > max) {
+      // Partial Fisher-Yates: the first `max` of a random permutation.
+      for (let k = 0; k < max; k++) {
+        const j = k + Math.floor(Math.random() * (peers.length - k));
+        [peers[k], peers[j]] = [peers[j]!, peers[k]!];
+      }
+      peers = peers.slice(0, max);
+    }
+    const found = new Map<PeerId, string[]>();
+    for (const peer of peers) {
+      const addresses: string[] = [];
+      for (const { conns, i } of where.get(peer)!) {
+        const a = unpackRecord(conns, i).address;
+        if (!addresses.includes(a)) addresses.push(a);
+      }
+      found.set(peer, addresses);
     }
     return found;
   }

@@ -15,6 +15,7 @@
 // whole-table gossip was O(N²) (weaveworks/mesh#108).
 
 import type { PeerId } from './peer-name.js';
+import { hashFields, SetHash } from '../crypto/fingerprint.js';
 import {
   applyDelta,
   composeDeltas,
@@ -145,6 +146,13 @@ export class Topology {
     return [...this.entries.values()].map((e) => ({ id: e.id, uid: e.uid, incarnation: e.incarnation, version: e.version }));
   }
 
+  /** Fingerprint of the digest (every entry's id, uid, incarnation, version), for anti-entropy. */
+  fingerprint(): { count: number; hash: [number, number] } {
+    const h = new SetHash();
+    for (const e of this.entries.values()) h.add(hashFields(e.id, e.uid, e.incarnation, e.version));
+    return { count: h.count, hash: h.value() };
+  }
+
   full(id: PeerId): EntryFull | undefined {
     const e = this.entries.get(id);
     return e && { kind: 'full', id: e.id, uid: e.uid, incarnation: e.incarnation, version: e.version, nickname: e.nickname, conns: e.conns };
@@ -195,6 +203,7 @@ export class Topology {
       if (want.length) res.out.push({ to: from, msg: { type: 'pull', have: want } });
       return res;
     }
+    if (msg.type === 'summary') return res; // handled by the mesh (it spans the channels)
     if (msg.type === 'pull') {
       const entries = msg.have.map((h) => this.updateFor(h.id, h)).filter((e): e is EntryUpdate => e !== undefined);
       if (entries.length) res.out.push({ to: from, msg: { type: 'update', entries } });
@@ -210,6 +219,7 @@ export class Topology {
         if (cur && compareVersions(u, cur) <= 0) continue;
         this.entries.set(u.id, { id: u.id, uid: u.uid, incarnation: u.incarnation, version: u.version, nickname: u.nickname, conns: u.conns });
         this.caughtUp(u.id);
+        this.pullUnknownPeers(u.conns, from, res);
         // Whole entries answer someone's pull or digest: catching up is not
         // news. Only deltas (fresh changes) are relayed; a peer still behind
         // pulls for itself. Relaying whole entries made them cascade through
@@ -225,6 +235,7 @@ export class Topology {
         cur.version = u.version;
         remember(cur, u);
         this.caughtUp(u.id);
+        this.pullUnknownPeers(u.upserts, from, res);
         res.relay.push(u);
         res.changed = true;
       } else {
@@ -236,6 +247,21 @@ export class Topology {
     }
     if (res.changed) this.touch();
     return res;
+  }
+
+  /**
+   * A connection to a peer we hold no entry for: pull that entry from the
+   * neighbour that told us (after the usual delay: it may be on its way).
+   * Without this, a peer whose only news of a newcomer was lost (a pull
+   * answer on a connection that closed) waited for anti-entropy.
+   */
+  private pullUnknownPeers(records: Uint8Array, from: PeerId, res: HandleResult): void {
+    for (let i = 0; i < recordCount(records); i++) {
+      const p = recordPeer(records, i);
+      if (p === this.self.id || this.entries.has(p) || this.behind.has(p)) continue;
+      this.behind.set(p, { from, uid: 0n, incarnation: 0, version: 0 });
+      res.pullLater = true;
+    }
   }
 
   /** Pull requests for the entries we are still behind on, grouped by the neighbour that has them. */

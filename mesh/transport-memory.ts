@@ -13,6 +13,15 @@ export class MemoryNetwork {
   bytesCarried = 0;
   private nextPort = 40000;
 
+  /** `latencyMs`: one-way delay of every chunk (0: the next turn of the event loop). */
+  constructor(readonly latencyMs = 0) {}
+
+  /** Run `fn` after the network's one-way delay. */
+  later(fn: () => void): void {
+    if (this.latencyMs > 0) setTimeout(fn, this.latencyMs);
+    else setImmediate(fn);
+  }
+
   transport(ip: string, port: number): MemoryTransport {
     return new MemoryTransport(this, ip, port);
   }
@@ -79,7 +88,7 @@ export class MemoryStream implements ByteStream {
     const chunk = Buffer.from(data);
     this.inflight += chunk.length;
     this.net.bytesCarried += chunk.length;
-    setImmediate(() => {
+    this.net.later(() => {
       this.inflight -= chunk.length;
       if (!peer.closed) peer.deliver(chunk);
     });
@@ -103,7 +112,7 @@ export class MemoryStream implements ByteStream {
   destroy(err?: Error): void {
     this.finish(err);
     const peer = this.peer;
-    if (peer) setImmediate(() => peer.finish(new Error('connection reset by peer')));
+    if (peer) this.net.later(() => peer.finish(new Error('connection reset by peer')));
   }
 
   private finish(err?: Error): void {
@@ -130,7 +139,7 @@ export class MemoryTransport implements Transport {
   }
 
   async dial(ip: string, port: number): Promise<ByteStream> {
-    await new Promise((r) => setImmediate(r));
+    await new Promise<void>((r) => this.net.later(r));
     const accept = this.net.listeners.get(`${ip}:${port}`);
     if (!accept || this.net.isCut(this.ip, ip)) throw new Error(`connect ECONNREFUSED ${ip}:${port}`);
     const local = new MemoryStream(this.net, this.ip, ip, port);

@@ -51,6 +51,13 @@ export interface Gossiper {
   onBroadcast(origin: PeerName, update: Uint8Array): Uint8Array | undefined;
   /** A message addressed to this peer by GossipChannel.unicast. */
   onUnicast(from: PeerName, msg: Uint8Array): void;
+  /**
+   * Optional: an order-independent 32-bit fingerprint of the state
+   * `gossip()` would send (crypto/fingerprint.ts). Peers equal in it skip the
+   * periodic full-state exchange; without it the channel's whole state goes
+   * to a random neighbour every anti-entropy period.
+   */
+  stateHash?(): number;
 }
 
 /** Thrown by a Gossiper hook to refuse an update with a reason. */

@@ -18,6 +18,7 @@
 import { isIP } from 'node:net';
 import { decode, encode } from '@msgpack/msgpack';
 import type { Gossiper, PeerName } from '../../mesh/types.js';
+import { hashFields, SetHash } from '../../crypto/fingerprint.js';
 import { parseRange, type Cidr } from './cidr.js';
 import type { PodEndpoint } from './model.js';
 
@@ -274,6 +275,14 @@ export class EndpointsGossiper implements Gossiper {
     const all = [...this.entries.values()].map(({ updatedAt: _u, ...e }) => e);
     if (this.local) all.push(this.local);
     return all.length ? encodeEntries(all) : undefined;
+  }
+
+  /** Fingerprint of what gossip() sends: each peer's (name, version). */
+  stateHash(): number {
+    const h = new SetHash();
+    for (const e of this.entries.values()) h.add(hashFields(e.peer, e.version));
+    if (this.local) h.add(hashFields(this.local.peer, this.local.version));
+    return h.value()[0];
   }
 
   onGossip(_from: PeerName, update: Uint8Array): Uint8Array | undefined {

@@ -15,6 +15,7 @@
 
 import { decode, encode } from '@msgpack/msgpack';
 import type { Gossiper, PeerName } from '../../mesh/types.js';
+import { hashFields, SetHash } from '../../crypto/fingerprint.js';
 
 export const LINKS_CHANNEL = 'sleeve-links';
 const WIRE_VERSION = 1;
@@ -124,6 +125,13 @@ export class LinksGossiper implements Gossiper {
 
   gossip(): Uint8Array | undefined {
     return encodeEntries([...this.entries.values(), this.local]);
+  }
+
+  /** Fingerprint of what gossip() sends: each peer's (name, version). */
+  stateHash(): number {
+    const h = new SetHash();
+    for (const e of [...this.entries.values(), this.local]) h.add(hashFields(e.peer, e.version));
+    return h.value()[0];
   }
 
   onGossip(_from: PeerName, update: Uint8Array): Uint8Array | undefined {

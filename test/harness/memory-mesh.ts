@@ -26,13 +26,20 @@ export interface SimPeer {
 }
 
 export class MemoryCluster {
-  readonly net = new MemoryNetwork();
+  readonly net: MemoryNetwork;
   readonly peers: SimPeer[] = [];
 
   constructor(
     private readonly defaults: Partial<MeshConfig> & { secrets?: Secret[] } = {},
     readonly port = 6783,
-  ) {}
+    opts: { latencyMs?: number; beforeStart?: (mesh: Mesh, index: number) => void } = {},
+  ) {
+    this.net = new MemoryNetwork(opts.latencyMs ?? 0);
+    this.beforeStart = opts.beforeStart;
+  }
+
+  /** Called with each new router before it starts (to register channels). */
+  private readonly beforeStart: ((mesh: Mesh, index: number) => void) | undefined;
 
   static ip(index: number): string {
     return `198.18.${Math.floor(index / 250)}.${(index % 250) + 1}`;
@@ -57,6 +64,7 @@ export class MemoryCluster {
       ...this.defaults,
       ...overrides,
     });
+    this.beforeStart?.(mesh, index);
     await mesh.start();
     const peer = { index, ip, mesh, incarnation };
     this.peers[index] = peer;

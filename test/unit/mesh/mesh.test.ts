@@ -4,6 +4,7 @@ import { initCrypto, passwordId, stretchPassword } from '../../../crypto/index.j
 import type { Secret } from '../../../mesh/handshake.js';
 import { GossipRejected, type Gossiper } from '../../../mesh/types.js';
 import { MemoryCluster, until } from '../../harness/memory-mesh.js';
+import { hashFields, SetHash } from '../../../crypto/fingerprint.js';
 
 let secretA: Secret;
 let secretB: Secret;
@@ -181,6 +182,26 @@ describe('mesh over the in-memory transport', () => {
     expect(established(cluster, 0)).toHaveLength(4);
   });
 
+  it('at the limit, a peer joining through us takes the place of a discovered connection; the other stays reachable', async () => {
+    cluster = new MemoryCluster();
+    await cluster.add(0, { connLimit: 4 });
+    for (let i = 1; i <= 5; i++) await cluster.add(i);
+    cluster.peers[1]!.mesh.connect([cluster.address(0)]);
+    await until(() => established(cluster, 0).length === 1, 5_000, 'p1 joined p0');
+    // p2 and p3 reach p0 by discovery (p0 at three quarters: p1 + 2), p4 joins directly: p0 is full.
+    for (const i of [2, 3]) cluster.peers[i]!.mesh.connect([cluster.address(1)]);
+    await until(() => established(cluster, 0).length === 3, 10_000, 'p2, p3 discovered by p0');
+    cluster.peers[4]!.mesh.connect([cluster.address(0)]);
+    await until(() => established(cluster, 0).length === 4, 5_000, 'p4 joined p0');
+    cluster.peers[5]!.mesh.connect([cluster.address(0)]);
+    await until(() => established(cluster, 0).includes('p5'), 10_000, 'p5 joined p0');
+    const now = established(cluster, 0);
+    expect(now).toHaveLength(4);
+    expect(now).toEqual(expect.arrayContaining(['p1', 'p4', 'p5']));
+    const evicted = ['p2', 'p3'].find((p) => !now.includes(p))!;
+    await until(() => cluster.peers[0]!.mesh.isReachable(MemoryCluster.peerName(Number(evicted.slice(1)))), 5_000, `${evicted} still reachable`);
+  });
+
   it('carries channel gossip, broadcasts and unicasts; a rejecting gossiper does not cost the connection', async () => {
     cluster = new MemoryCluster();
     for (let i = 0; i < 4; i++) await cluster.add(i);
@@ -216,6 +237,47 @@ describe('mesh over the in-memory transport', () => {
     expect(got[2]!.filter((x) => x.startsWith('b:')).length).toBe(1);
     expect(cluster.peers[1]!.mesh.stats.droppedMessages.get('rejected:test')).toBeGreaterThan(0);
     expect(established(cluster, 1).sort()).toEqual(['p0', 'p2']);
+  });
+});
+
+describe('anti-entropy', () => {
+  /** A channel whose state is a set of strings set directly (not gossiped), with a fingerprint. */
+  function setChannel(state: Set<string>): Gossiper {
+    const encode = (): Uint8Array => Buffer.from([...state].sort().join(','));
+    return {
+      gossip: () => (state.size ? encode() : undefined),
+      onGossip: (_from, u) => {
+        const news = Buffer.from(u).toString().split(',').filter((x) => x && !state.has(x));
+        for (const x of news) state.add(x);
+        return news.length ? Buffer.from(news.join(',')) : undefined;
+      },
+      onBroadcast: () => undefined,
+      onUnicast: () => undefined,
+      stateHash: () => {
+        const h = new SetHash();
+        for (const x of state) h.add(hashFields(x));
+        return h.value()[0];
+      },
+    };
+  }
+
+  it('repairs a channel that diverged, in both directions, and then sends only fingerprints', async () => {
+    const states = [new Set<string>(), new Set<string>()];
+    cluster = new MemoryCluster({}, 6783, { beforeStart: (mesh, i) => void mesh.registerChannel('set', setChannel(states[i]!)) });
+    await cluster.add(0);
+    await cluster.add(1);
+    cluster.peers[1]!.mesh.connect([cluster.address(0)]);
+    await until(() => established(cluster, 0).length === 1, 5_000, 'connected');
+    // Changes made behind gossip's back: only anti-entropy can bring them over.
+    states[0]!.add('a');
+    states[1]!.add('b');
+    await until(() => states.every((s) => s.has('a') && s.has('b')), 5_000, 'both sides repaired');
+    const sent = (): number => cluster.peers.reduce((s, p) => s + (p!.mesh.stats.gossipBytesSent.get('set') ?? 0), 0);
+    const summaries = (): number => cluster.peers.reduce((s, p) => s + (p!.mesh.stats.topologySent.get('summary') ?? 0), 0);
+    const before = { set: sent(), summaries: summaries() };
+    await new Promise((r) => setTimeout(r, 3_500));
+    expect(summaries() - before.summaries).toBeGreaterThanOrEqual(4);
+    expect(sent() - before.set).toBe(0);
   });
 });
 

@@ -59,9 +59,21 @@ describe('topology', () => {
     b.handle(1, wire(answer));
     expect(b.entries.get(1)!.version).toBe(a.selfEntry.version);
     expect(Buffer.from(b.entries.get(1)!.conns).equals(Buffer.from(a.selfEntry.conns))).toBe(true);
-    // An old delta afterwards changes nothing, and nothing is left to pull.
+    // An old delta afterwards changes nothing; what is left to pull is the
+    // entries of the peers a now lists and b has never heard of (3 and 4).
     expect(b.handle(1, wire({ type: 'update', entries: [d1] })).changed).toBe(false);
+    expect(b.duePulls()).toEqual([{ to: 1, msg: { type: 'pull', have: [3, 4].map((id) => ({ id, uid: 0n, incarnation: 0, version: 0 })) } }]);
     expect(b.duePulls()).toEqual([]);
+  });
+
+  it('pulls the entry of a peer it hears of only in another entry\'s connections', () => {
+    const c = topo(3);
+    const b = topo(2);
+    c.setLocalConnection(conn(5));
+    c.publishLocal();
+    const r = b.handle(1, wire({ type: 'update', entries: [c.full(3)!] }));
+    expect(r.pullLater).toBe(true);
+    expect(b.duePulls()).toEqual([{ to: 1, msg: { type: 'pull', have: [{ id: 5, uid: 0n, incarnation: 0, version: 0 }] } }]);
   });
 
   it('answers with the whole entry when its history does not reach back far enough', () => {
@@ -165,5 +177,35 @@ describe('topology', () => {
     const c = topo(3);
     a.handle(2, wire({ type: 'update', entries: [b.full(2)!, c.full(3)!] }));
     expect(a.unreachable()).toEqual([3]);
+  });
+});
+
+describe('anti-entropy summaries', () => {
+  it('round-trip through the codec and refuse bad flags and too many channels', () => {
+    const m: TopologyMessage = { type: 'summary', reply: true, topology: { count: 7, hash: [1, 0xffffffff] }, channels: [{ name: 'ipam', hash: 42 }, { name: 'fastdp-endpoints', hash: 0 }] };
+    expect(wire(m)).toEqual(m);
+    const bad = encodeTopologyMessage(m);
+    bad[5] = 2; // flags
+    expect(() => decodeTopologyMessage(bad)).toThrow(/flags/);
+    const many = encodeTopologyMessage({ ...m, channels: Array.from({ length: 65 }, (_, i) => ({ name: `c${i}`, hash: i })) });
+    expect(() => decodeTopologyMessage(many)).toThrow(/channels/);
+  });
+
+  it('fingerprints of two tables agree exactly when their digests do', () => {
+    const a = topo(1);
+    const b = topo(2);
+    a.setLocalConnection(conn(2));
+    b.setLocalConnection(conn(1));
+    const da = a.publishLocal()!;
+    const db = b.publishLocal()!;
+    expect(a.fingerprint()).not.toEqual(b.fingerprint());
+    a.handle(2, wire({ type: 'update', entries: [b.full(2)!] }));
+    b.handle(1, wire({ type: 'update', entries: [a.full(1)!] }));
+    expect(a.fingerprint()).toEqual(b.fingerprint());
+    expect(da.version).toBe(2);
+    expect(db.version).toBe(2);
+    a.setLocalConnection(conn(3));
+    a.publishLocal();
+    expect(a.fingerprint()).not.toEqual(b.fingerprint());
   });
 });
