@@ -65,9 +65,14 @@ function attach(mesh: Mesh, index: number): void {
   const endpoints = new EndpointsGossiper({ self: mesh.localName, range: RANGE, isKnownPeer: known });
   const probes = new Set<string>();
   const ch = mesh.registerChannel(ENDPOINTS_CHANNEL, endpoints);
+  // As the datapath does (datapath/datapath.ts): adoption batched over 100 ms.
+  let adopt: NodeJS.Timeout | undefined;
   mesh.on('topology-changed', () => {
-    const u = endpoints.onTopologyChanged();
-    if (u) ch.gossip(u);
+    adopt ??= setTimeout(() => {
+      adopt = undefined;
+      const u = endpoints.onTopologyChanged();
+      if (u) ch.gossip(u);
+    }, 100);
   });
   mesh.on('peer-removed', (p) => void endpoints.forgetPeer(p));
   const probe = mesh.registerChannel(PROBE_CHANNEL, {

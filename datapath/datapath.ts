@@ -50,6 +50,9 @@ import { DEFAULT_PMTU_TIMINGS, type PmtuTimings } from './sleeve/pmtu.js';
 import { MAX_HEADER, SEAL_OVERHEAD, UDP_IPV4_OVERHEAD, BASE_HEADER } from './sleeve/wire.js';
 import type { Features, GossipChannel, MeshHandle, Overlay, OverlayConnection, OverlayConnectionParams, PeerName } from '../mesh/types.js';
 
+/** Batching of the adoption of parked endpoint entries after topology changes. */
+const ADOPT_BATCH_MS = 100;
+
 export interface DatapathLog {
   info(fields: Record<string, unknown>, msg: string): void;
   warn(fields: Record<string, unknown>, msg: string): void;
@@ -229,6 +232,8 @@ export class Datapath implements Overlay {
   private readonly kept = new Map<PeerName, { choice: DatapathChoice; until: number }>();
   /** Peers gone from the topology whose entries go after the grace period. */
   private readonly removals = new Map<PeerName, NodeJS.Timeout>();
+  /** Pending adoption of parked endpoint entries (batched: see topology-changed below). */
+  private adoptTimer: NodeJS.Timeout | undefined;
 
   private constructor(
     readonly opts: DatapathOptions,
@@ -275,9 +280,17 @@ export class Datapath implements Overlay {
     });
     this.links = new LinksGossiper({ self: mesh.localName, onChange: () => this.sleeve?.setGraph(this.links.graph()) });
     this.linksChannel = mesh.registerChannel(LINKS_CHANNEL, this.links);
+    // Adopt parked entries of peers the topology now knows. Batched over
+    // 100 ms: the check walks every entry, and a forming mesh of N peers
+    // changes the topology O(N) times a second at each of them.
     mesh.on('topology-changed', () => {
-      const u = this.controller.gossiper.onTopologyChanged();
-      if (u) this.endpointsChannel.gossip(u);
+      if (this.adoptTimer || this.stopped) return;
+      this.adoptTimer = setTimeout(() => {
+        this.adoptTimer = undefined;
+        if (this.stopped) return;
+        const u = this.controller.gossiper.onTopologyChanged();
+        if (u) this.endpointsChannel.gossip(u);
+      }, ADOPT_BATCH_MS);
     });
     mesh.on('peer-removed', (p) => {
       this.links.forgetPeer(p);
@@ -407,6 +420,7 @@ export class Datapath implements Overlay {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     for (const t of this.removals.values()) clearTimeout(t);
+    clearTimeout(this.adoptTimer);
     this.controller.close();
     this.sleeve?.close();
     this.closeIo();
