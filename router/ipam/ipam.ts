@@ -7,7 +7,8 @@ import type { GossipChannel, Gossiper, PeerName } from '../../mesh/types.js';
 import { GossipRejected } from '../../mesh/types.js';
 import { type Cidr, addressInCidr, cidrContains, formatAddress, formatCidr, parseAddress, parseCidr } from './addr.js';
 import { type Allocation, AllocationTable, freeSpace, pickAddress, pickDonation } from './allocations.js';
-import { type IpamMessage, type PaxosMessage, DecodeError, decodeMessage, encodeMessage, isPeerName, paxosValueKey, recordToPlain } from './codec.js';
+import { type IpamMessage, type PaxosMessage, DecodeError, decodeMessage, encodeMessage, genesisToPlain, isPeerName, paxosValueKey, recordToPlain, removalToPlain, resolutionToPlain } from './codec.js';
+import { hashFields, SetHash } from '../../crypto/fingerprint.js';
 import { findConflicts, conflictSignature } from './conflicts.js';
 import { CLAIM_INSTANCE, ClaimProposer, seedGenesis } from './consensus.js';
 import { IpamError } from './errors.js';
@@ -1160,6 +1161,24 @@ export class Ipam implements Gossiper {
       this.log('error', 'IPAM could not encode its state', { error: (e as Error).message });
       return undefined;
     }
+  }
+
+  /**
+   * Fingerprint of what gossip() sends (every item in its canonical plain
+   * form), so that anti-entropy moves the ring only between peers whose
+   * states differ (mesh/mesh.ts onSummary).
+   */
+  stateHash(): number {
+    if (this.phase !== 'running') return 0;
+    const items = allItems(this.state);
+    const h = new SetHash();
+    const add = (kind: string, plain: unknown): void => void h.add(hashFields(kind, JSON.stringify(plain)));
+    for (const r of items.records) if (r.peer !== this.me) add('r', recordToPlain(r));
+    if (this.persistedMine) add('r', recordToPlain(this.persistedMine));
+    for (const g of items.geneses) add('g', genesisToPlain(g));
+    for (const r of items.removals) add('m', removalToPlain(r));
+    for (const r of items.resolutions) add('s', resolutionToPlain(r));
+    return h.value()[0];
   }
 
   onGossip(from: PeerName, update: Uint8Array): Uint8Array | undefined {

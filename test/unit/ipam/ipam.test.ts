@@ -244,3 +244,19 @@ describe('ipam status and events', () => {
     ]);
   });
 });
+
+describe('ipam state fingerprint (anti-entropy)', () => {
+  it('is equal on converged peers, changes with an allocation, and is equal again once it spread', async () => {
+    const { sim, n1, n2 } = await pair();
+    await n1.allocate('c0');
+    await sim.clock.advance(2_000);
+    expect(n1.stateHash()).toBe(n2.stateHash());
+    const before = n1.stateHash();
+    await n1.allocate('c1');
+    await n2.allocate('c2');
+    expect(n1.stateHash()).not.toBe(before);
+    await sim.clock.advance(2_000);
+    expect(n1.stateHash()).toBe(n2.stateHash());
+    expect(n1.stateHash()).not.toBe(before);
+  });
+});
