@@ -136,6 +136,7 @@ export class TopologySync {
     this.pullTimer = setTimeout(() => {
       this.pullTimer = undefined;
       for (const o of this.d.topology.duePulls()) this.send(o.to, o.msg);
+      if (this.d.topology.pullsPending) this.schedulePulls();
     }, PULL_DELAY_MS);
     this.pullTimer.unref?.();
   }

@@ -49,6 +49,8 @@ export interface Entry {
 const HISTORY = 64;
 /** A peer that missed a delta waits this long before pulling: the gap is often filled by a message in flight. */
 export const PULL_DELAY_MS = 300;
+/** Pull rounds for one entry before leaving it to anti-entropy (a peer that is gone never answers). */
+const MAX_PULL_TRIES = 4;
 
 export interface Outgoing {
   to: PeerId;
@@ -81,7 +83,7 @@ export class Topology {
   private localConns = new Map<PeerId, ConnSummary>();
   private dirty = false;
   /** Entries we are behind on: id → (neighbour that has a newer version, that version). */
-  private readonly behind = new Map<PeerId, { from: PeerId; incarnation: number; version: number; uid: bigint }>();
+  private readonly behind = new Map<PeerId, { from: PeerId; incarnation: number; version: number; uid: bigint; tries: number }>();
   /** Bumped on every table change; caches (routes) key on it. */
   generation = 0;
 
@@ -241,7 +243,7 @@ export class Topology {
       } else {
         // Behind: the missing delta may still be on its way; pull later if not.
         const b = this.behind.get(u.id);
-        if (!b || compareVersions(target, b) > 0) this.behind.set(u.id, { from, ...target });
+        if (!b || compareVersions(target, b) > 0) this.behind.set(u.id, { from, ...target, tries: 0 });
         res.pullLater = true;
       }
     }
@@ -258,27 +260,41 @@ export class Topology {
   private pullUnknownPeers(records: Uint8Array, from: PeerId, res: HandleResult): void {
     for (let i = 0; i < recordCount(records); i++) {
       const p = recordPeer(records, i);
-      if (p === this.self.id || this.entries.has(p) || this.behind.has(p)) continue;
-      this.behind.set(p, { from, uid: 0n, incarnation: 0, version: 0 });
+      if (p === this.self.id || this.entries.has(p)) continue;
+      const b = this.behind.get(p);
+      // Already asked someone: the latest neighbour to mention it is the likelier to have it now.
+      if (b) b.from = from;
+      else this.behind.set(p, { from, uid: 0n, incarnation: 0, version: 0, tries: 0 });
       res.pullLater = true;
     }
   }
 
-  /** Pull requests for the entries we are still behind on, grouped by the neighbour that has them. */
+  /**
+   * Pull requests for the entries we are still behind on, grouped by the
+   * neighbour that has them. An entry stays on the list for a few rounds
+   * until it arrives: the neighbour asked may have been behind itself (it
+   * relayed news of a newcomer before its own pull was answered), and an
+   * unanswered pull would otherwise leave the gap to anti-entropy.
+   */
   duePulls(): Outgoing[] {
     const byFrom = new Map<PeerId, DigestItem[]>();
     for (const [id, b] of this.behind) {
       const cur = this.entries.get(id);
-      if (cur && compareVersions(cur, b) >= 0) {
+      if ((cur && compareVersions(cur, b) >= 0) || b.tries >= MAX_PULL_TRIES) {
         this.behind.delete(id);
         continue;
       }
+      b.tries++;
       const list = byFrom.get(b.from) ?? [];
       list.push(this.have(id));
       byFrom.set(b.from, list);
     }
-    this.behind.clear();
     return [...byFrom].map(([to, have]) => ({ to, msg: { type: 'pull', have } }));
+  }
+
+  /** True while some pull may still need repeating (call duePulls() again after PULL_DELAY_MS). */
+  get pullsPending(): boolean {
+    return this.behind.size > 0;
   }
 
   private caughtUp(id: PeerId): void {

@@ -63,7 +63,34 @@ describe('topology', () => {
     // entries of the peers a now lists and b has never heard of (3 and 4).
     expect(b.handle(1, wire({ type: 'update', entries: [d1] })).changed).toBe(false);
     expect(b.duePulls()).toEqual([{ to: 1, msg: { type: 'pull', have: [3, 4].map((id) => ({ id, uid: 0n, incarnation: 0, version: 0 })) } }]);
+    // a has neither: b asks again a few rounds (a may have been behind itself), then leaves it to anti-entropy.
+    for (let round = 2; round <= 4; round++) expect(b.duePulls()).toHaveLength(1);
     expect(b.duePulls()).toEqual([]);
+    expect(b.pullsPending).toBe(false);
+  });
+
+  it('repeats a pull its neighbour could not answer yet, and stops once the entry arrived', () => {
+    const a = topo(1);
+    const b = topo(2);
+    const c = topo(3);
+    c.setLocalConnection(conn(1));
+    c.publishLocal();
+    a.setLocalConnection(conn(3));
+    a.setLocalConnection(conn(2));
+    const da = a.publishLocal()!;
+    // b hears of c only through a's connections; a answers the first pull before it has c.
+    b.handle(1, wire({ type: 'update', entries: [a.full(1)!] }));
+    b.handle(1, wire({ type: 'update', entries: [da] }));
+    const first = b.duePulls();
+    expect(first.map((o) => o.msg.type === 'pull' && o.msg.have.map((h) => h.id))).toEqual([[3]]);
+    expect(a.handle(2, wire(first[0]!.msg)).out).toEqual([]);
+    a.handle(3, wire({ type: 'update', entries: [c.full(3)!] }));
+    const again = b.duePulls();
+    expect(again).toHaveLength(1);
+    b.handle(1, wire(a.handle(2, wire(again[0]!.msg)).out[0]!.msg));
+    expect(b.entries.get(3)?.version).toBe(c.selfEntry.version);
+    expect(b.duePulls()).toEqual([]);
+    expect(b.pullsPending).toBe(false);
   });
 
   it('pulls the entry of a peer it hears of only in another entry\'s connections', () => {
