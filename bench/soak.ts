@@ -64,7 +64,8 @@ async function main(): Promise<void> {
       if (n < 4) return [s.host, n, '-', '-', '-', `too few samples (daemon started after ${s.samples[0]?.min.toFixed(1) ?? '?'} min)`];
       const k = slope(s.samples.map((p) => ({ x: p.min, y: p.kib })));
       const mean = s.samples.reduce((a, p) => a + p.kib, 0) / n;
-      const flat = Math.abs(k) * 60 < FLAT_PER_HOUR * mean;
+      // A falling series (memory returned after a busy phase) is not a leak.
+      const flat = k * 60 < FLAT_PER_HOUR * mean;
       const span = `${s.samples[0]!.min.toFixed(1)}-${s.samples[n - 1]!.min.toFixed(1)} min`;
       return [s.host, n, (s.samples[0]!.kib / 1024).toFixed(1), (s.samples[n - 1]!.kib / 1024).toFixed(1), k.toFixed(0), `${flat ? 'flat' : 'GROWING'} (${span})`];
     });

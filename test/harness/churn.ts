@@ -16,15 +16,15 @@ import { callApi } from '../../router/api-client.js';
 import { HOST_CONTAINER_ID } from '../../router/ipam/ids.js';
 import type { StatusJson } from '../../router/status.js';
 import { crashDaemon, daemonPid, launch, meshnet, status } from './meshnet.js';
-import { TestNet, waitFor, type TestHost } from './netns.js';
+import { isAlive, TestNet, waitFor, type TestHost } from './netns.js';
 import { nftDrop, pingAll, Pods, runPing, type Pod } from './pods.js';
 import { prng } from './prng.js';
 
 export const RANGE_SIZE = 65536;
 const PASSWORD = 'churn soak secret';
 
-export type ActionKind = 'add' | 'del' | 'stop+launch' | 'kill+launch' | 'partition';
-export const ACTION_KINDS: ActionKind[] = ['add', 'del', 'stop+launch', 'kill+launch', 'partition'];
+export type ActionKind = 'add' | 'del' | 'del, daemon down' | 'stop+launch' | 'kill+launch' | 'partition';
+export const ACTION_KINDS: ActionKind[] = ['add', 'del', 'del, daemon down', 'stop+launch', 'kill+launch', 'partition'];
 
 export interface ChurnOptions {
   hosts: number;
@@ -80,6 +80,13 @@ export class Churn {
   private readonly rng: () => number;
   /** Hosts with a CNI call or a restart under way: one thing at a time per host. */
   private readonly busy = new Set<TestHost>();
+  /**
+   * Hosts whose daemon is stopped or still starting. A runtime may tear a
+   * pod down then: the plugin parks the DEL and the daemon finishes it when
+   * it is back. One such DEL at a time per host (`delDown`).
+   */
+  private readonly down = new Set<TestHost>();
+  private readonly delDown = new Set<TestHost>();
   /** Hosts in a partition now (each in one at a time, so one nft table per host is enough). */
   private readonly cut = new Set<TestHost>();
   private readonly rss = new Map<string, RssSeries>();
@@ -169,17 +176,19 @@ export class Churn {
     return xs[Math.floor(this.rng() * xs.length)]!;
   }
 
-  /** Choose one action among those possible now (weights: add 35, del 30, restart 6 + 6, partition 12) and run it. */
+  /** Choose one action among those possible now (weights: add 35, del 30, del on a host whose daemon is down 30, restart 6 + 6, partition 12) and run it. */
   private async step(): Promise<void> {
     const free = this.hosts.filter((h) => !this.busy.has(h));
     const canAdd = free.filter((h) => this.podsOn(h).length < this.opts.podsPerHost);
     const canDel = free.filter((h) => this.podsOn(h).length > 0);
+    const canDelDown = [...this.down].filter((h) => !this.delDown.has(h) && this.podsOn(h).length > 0);
     // The first host is never restarted, so that one daemon's RSS covers the whole run.
     const canRestart = free.filter((h) => h !== this.hosts[0]);
     const uncut = this.hosts.filter((h) => !this.cut.has(h));
     const choices: [ActionKind, number][] = [];
     if (canAdd.length) choices.push(['add', 35]);
     if (canDel.length) choices.push(['del', 30]);
+    if (canDelDown.length) choices.push(['del, daemon down', 30]);
     if (canRestart.length) choices.push(['stop+launch', 6], ['kill+launch', 6]);
     if (uncut.length >= 2 && this.cut.size < 4) choices.push(['partition', 12]);
     if (choices.length === 0) return;
@@ -200,6 +209,13 @@ export class Churn {
         const pod = this.pick(this.podsOn(h));
         this.busy.add(h);
         run = () => this.delPod(pod).finally(() => this.busy.delete(h));
+        break;
+      }
+      case 'del, daemon down': {
+        const h = this.pick(canDelDown);
+        const pod = this.pick(this.podsOn(h));
+        this.delDown.add(h);
+        run = () => this.delPod(pod).finally(() => this.delDown.delete(h));
         break;
       }
       case 'stop+launch':
@@ -265,13 +281,18 @@ export class Churn {
       const r = await meshnet(h, ['stop']);
       if (r.code !== 0) throw new Error(`stop on ${h.id}: ${r.stderr.trim()}`);
     }
-    await waitFor(() => !alive(pid), 30_000, `${h.id}: daemon ${pid} gone`);
-    await sleep(downMs);
+    await waitFor(() => !isAlive(pid), 30_000, `${h.id}: daemon ${pid} gone`);
+    this.down.add(h);
     const t = Date.now();
-    await launchOn(this.net, h);
-    // The host is usable for pods again once IPAM has its ring back.
-    await waitFor(async () => (await status(h)).ipam.ready, 60_000, `${h.id}: IPAM ready after the restart`, 250);
-    return `${h.id} (down ${(downMs / 1000).toFixed(1)} s, ready ${((Date.now() - t) / 1000).toFixed(1)} s after launch)`;
+    try {
+      await sleep(downMs);
+      await launchOn(this.net, h);
+      // The host is usable for pods again once IPAM has its ring back.
+      await waitFor(async () => (await status(h)).ipam.ready, 60_000, `${h.id}: IPAM ready after the restart`, 250);
+    } finally {
+      this.down.delete(h);
+    }
+    return `${h.id} (${(downMs / 1000).toFixed(1)} s before the launch, IPAM ready ${((Date.now() - t) / 1000).toFixed(1)} s after it stopped)`;
   }
 
   /** Drop everything between `a` and `b` (rules on `a`, both directions) for `holdMs`, then heal. */
@@ -411,15 +432,6 @@ export class Churn {
 async function launchOn(net: TestNet, h: TestHost): Promise<void> {
   const peers = net.hosts.filter((o) => o !== h).map((o) => o.address);
   await launch(h, { peers, password: PASSWORD, args: ['--ipalloc-init', `consensus=${net.hosts.length}`] });
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Every host has exactly one established connection to each other host and no connection in another state. */
