@@ -205,8 +205,16 @@ export class ConnectionMaker {
       if (this.targets.get(t.address) !== t) return;
       const failure = err instanceof HandshakeFailure ? err : undefined;
       const message = err instanceof Error ? err.message : String(err);
+      // Both ends dialled at once and the other connection won: the target
+      // has its peer. A target that never connected before learns the peer
+      // from the refusal, else it would stay "failed" and keep re-dialling a
+      // peer it is connected to.
+      if (failure?.kind === 'duplicate' && t.peer === undefined && failure.peer !== undefined) t.peer = failure.peer;
       if (failure?.kind === 'duplicate' && t.peer !== undefined && this.dialer.isConnected(t.peer)) {
         t.state = 'connected';
+        t.lastError = undefined;
+        t.nextTryAt = undefined;
+        t.intervalMs = this.policy.initialMs;
         return;
       }
       if (failure && PERMANENT_FAILURES.has(failure.kind)) {

@@ -24,7 +24,7 @@ import {
   HandshakeError,
   type SessionKeys,
 } from '../crypto/index.js';
-import { randomUid } from './peer-name.js';
+import { randomUid, type PeerId } from './peer-name.js';
 import type { ByteStream } from './transport.js';
 import { StreamClosed, StreamReader } from './stream-reader.js';
 import { encodeFrame, type FrameDecoder } from './wire/framing.js';
@@ -64,6 +64,8 @@ export class HandshakeFailure extends Error {
   constructor(
     readonly kind: FailureKind,
     message: string,
+    /** The peer on the other end, when the identities were exchanged before the failure. */
+    readonly peer?: PeerId,
   ) {
     super(message);
     this.name = 'HandshakeFailure';
@@ -223,14 +225,14 @@ async function handshake(stream: ByteStream, reader: StreamReader, p: HandshakeP
   const refusal = p.validate(remote, connUid);
   if (refusal) {
     stream.write(encodeFrame(seal(encodeMessage({ tag: Tag.CLOSE, reason: encodeRefusal(refusal.kind, refusal.reason) }))));
-    throw new HandshakeFailure(refusal.kind, refusal.reason);
+    throw new HandshakeFailure(refusal.kind, refusal.reason, remote.name);
   }
   // 6. both sides confirm, so a refusal by either is seen by both as a failed handshake.
   stream.write(encodeFrame(seal(encodeMessage({ tag: Tag.ACCEPT }))));
   const confirm = decodeMessage(open(await reader.readFrame(HANDSHAKE_FRAME_LIMIT)));
   if (confirm.tag === Tag.CLOSE) {
     const r = decodeRefusal(confirm.reason);
-    throw new HandshakeFailure(r.kind, `refused by peer: ${r.reason}`);
+    throw new HandshakeFailure(r.kind, `refused by peer: ${r.reason}`, remote.name);
   }
   if (confirm.tag !== Tag.ACCEPT) throw new ProtocolError('expected handshake confirmation');
   return {

@@ -512,7 +512,7 @@ export class Mesh extends EventEmitter implements MeshHandle {
       if (existing.remote.uid === conn.remote.uid && BigInt(existing.connUid) <= BigInt(conn.connUid)) {
         // Both ends keep the connection with the lower UID: they agree without talking.
         conn.close('duplicate connection', 'duplicate');
-        throw new HandshakeFailure('duplicate', `already connected to ${formatPeerName(conn.peer)}`);
+        throw new HandshakeFailure('duplicate', `already connected to ${formatPeerName(conn.peer)}`, conn.peer);
       }
       const why = existing.remote.uid === conn.remote.uid ? 'replaced by a simultaneous connection' : 'peer restarted';
       this.connections.delete(conn.peer);

@@ -153,6 +153,21 @@ export class TestNet {
     await this.ip(ns, ['link', 'set', 'lo', 'up']);
   }
 
+  /** Delete a namespace this run created (a pod torn down), killing what still runs in it. */
+  async removeNamespace(ns: string): Promise<void> {
+    if (!this.namespaces.has(ns)) throw new Error(`namespace ${ns} was not created by this run`);
+    const { stdout } = await execFileAsync('ip', ['netns', 'pids', ns]);
+    for (const pid of stdout.split('\n').filter(Boolean)) {
+      try {
+        process.kill(Number(pid), 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+    }
+    await execFileAsync('ip', ['netns', 'del', ns]);
+    this.namespaces.delete(ns);
+  }
+
   track(child: ChildProcess): void {
     this.children.add(child);
     child.once('exit', () => this.children.delete(child));
@@ -281,7 +296,8 @@ export function reapStale(): void {
   }
 }
 
-function isAlive(pid: number): boolean {
+/** Whether a process with this pid exists. */
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -11,18 +11,7 @@ import { type IpamStore, sealState, unsealState } from '../../../router/ipam/sto
 import type { InitMode } from '../../../router/ipam/types.js';
 import type { Range } from '../../../router/ipam/ranges.js';
 import { formatAddress, parseAddress } from '../../../router/ipam/addr.js';
-
-/** mulberry32: a small seeded PRNG. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from '../../harness/prng.js';
 
 interface Event {
   at: number;

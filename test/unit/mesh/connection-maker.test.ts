@@ -85,6 +85,39 @@ describe('backoff', () => {
   });
 });
 
+describe('simultaneous connections', () => {
+  it('a target whose first dial lost to the peer\'s own connection rests as connected and redials once that connection ends', async () => {
+    vi.useFakeTimers();
+    let dials = 0;
+    let connected = true;
+    const maker = new ConnectionMaker(
+      {
+        dial: async () => {
+          dials++;
+          if (connected) throw new HandshakeFailure('duplicate', 'already connected to 00:00:00:00:00:07', 7);
+          return 7;
+        },
+        isConnected: (p) => connected && p === 7,
+        canDial: () => true,
+      },
+      { initialMs: 1000, maxMs: 4000, resetAfterMs: 60_000 },
+    );
+    maker.addDirect('198.18.0.1:6783');
+    await vi.advanceTimersByTimeAsync(60_000);
+    // One dial, no retries: the peer's inbound connection is the connection to it.
+    expect(dials).toBe(1);
+    expect(maker.status()[0]).toMatchObject({ state: 'connected', peer: 7 });
+    expect(maker.status()[0]!.lastError).toBeUndefined();
+    // When that connection ends, this target is the one that redials.
+    connected = false;
+    maker.onDisconnected(7, 5_000);
+    await vi.advanceTimersByTimeAsync(2_000);
+    expect(dials).toBe(2);
+    expect(maker.status()[0]!.state).toBe('connected');
+    maker.stop();
+  });
+});
+
 describe('token bucket', () => {
   it('allows a burst, then one per interval', () => {
     const b = new TokenBucket(3, 50, 0);
