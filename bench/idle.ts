@@ -9,7 +9,7 @@
 
 import { readFileSync } from 'node:fs';
 import { TestNet, waitFor, type TestHost } from '../test/harness/netns.js';
-import { daemonPid, launch, status } from '../test/harness/meshnet.js';
+import { daemonPid, gossipBytesSent, launch, status } from '../test/harness/meshnet.js';
 import { arg, table } from './table.js';
 
 const WINDOW_S = Number(arg('--window', '10'));
@@ -22,11 +22,6 @@ function cpuTicks(pid: number): number {
 
 function rssMiB(pid: number): number {
   return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
-}
-
-async function gossipSent(h: TestHost): Promise<number> {
-  const r = await h.exec(process.execPath, ['-e', `fetch('http://127.0.0.1:6782/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))`]);
-  return [...r.stdout.matchAll(/^meshnet_gossip_sent_bytes_total\{channel="[^"]+"\} (\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
 }
 
 async function idle(n: number): Promise<(string | number)[]> {
@@ -42,10 +37,10 @@ async function idle(n: number): Promise<(string | number)[]> {
     await new Promise((r) => setTimeout(r, 5_000));
     const pids = net.hosts.map(daemonPid);
     const ticks0 = pids.map(cpuTicks);
-    const bytes0 = await Promise.all(net.hosts.map(gossipSent));
+    const bytes0 = await Promise.all(net.hosts.map(gossipBytesSent));
     await new Promise((r) => setTimeout(r, WINDOW_S * 1000));
     const ticks1 = pids.map(cpuTicks);
-    const bytes1 = await Promise.all(net.hosts.map(gossipSent));
+    const bytes1 = await Promise.all(net.hosts.map(gossipBytesSent));
     const sum = (a: number[]): number => a.reduce((x, y) => x + y, 0);
     const cpuPct = ((sum(ticks1) - sum(ticks0)) / 100 / n / WINDOW_S) * 100;
     const bytesPerS = (sum(bytes1) - sum(bytes0)) / n / WINDOW_S;

@@ -12,8 +12,8 @@
 
 import { performance } from 'node:perf_hooks';
 import { readFileSync } from 'node:fs';
-import { TestNet, waitFor } from '../test/harness/netns.js';
-import { launch, status, daemonPid } from '../test/harness/meshnet.js';
+import { TestNet, waitFor, type TestHost } from '../test/harness/netns.js';
+import { launch, status, daemonPid, gossipBytesSent } from '../test/harness/meshnet.js';
 import { MemoryCluster } from '../test/harness/memory-mesh.js';
 import { encodeTopologyMessage } from '../mesh/topology-codec.js';
 import type { MeshTiming } from '../mesh/mesh.js';
@@ -25,21 +25,39 @@ async function realDaemons(n: number): Promise<(string | number)[]> {
   try {
     const t0 = performance.now();
     const [first, ...rest] = net.hosts;
+    // A rollout: h1 first, then the others in parallel, each told only of h1.
     await launch(first!);
     await Promise.all(rest.map((h) => launch(h, { peers: [first!.address] })));
-    const launched = performance.now() - t0;
+    const launched = performance.now();
     for (const h of net.hosts) {
       await waitFor(async () => (await status(h)).connections.filter((c) => c.state === 'established').length === n - 1, 120_000, `${h.id} meshed`, 50);
     }
-    const meshed = performance.now() - t0;
+    const meshed = performance.now();
+    // Idle: ten quiet seconds, then RSS and the gossip sent meanwhile.
+    const gossip0 = await gossipSent(net.hosts);
+    await new Promise((r) => setTimeout(r, 10_000));
+    const quietBytes = (await gossipSent(net.hosts)) - gossip0;
     const rss = net.hosts.map((h) => {
       const s = readFileSync(`/proc/${daemonPid(h)}/status`, 'utf8');
       return Number(/VmRSS:\s+(\d+)/.exec(s)![1]) / 1024;
     });
-    return [n, (launched / 1000).toFixed(2), (meshed / 1000).toFixed(2), (rss.reduce((a, b) => a + b, 0) / n).toFixed(0)];
+    return [
+      n,
+      ((launched - t0) / 1000).toFixed(2),
+      ((meshed - t0) / 1000).toFixed(2),
+      ((meshed - launched) / 1000).toFixed(2),
+      (rss.reduce((a, b) => a + b, 0) / n).toFixed(0),
+      Math.max(...rss).toFixed(0),
+      (quietBytes / n / 10).toFixed(0),
+    ];
   } finally {
     await net.destroy();
   }
+}
+
+/** Gossip bytes sent by every daemon so far. */
+async function gossipSent(hosts: readonly TestHost[]): Promise<number> {
+  return (await Promise.all(hosts.map(gossipBytesSent))).reduce((a, b) => a + b, 0);
 }
 
 const SIM_TIMING: Partial<MeshTiming> = {
@@ -132,7 +150,7 @@ async function simulate(n: number, connLimit: number): Promise<(string | number)
 }
 
 async function main(): Promise<void> {
-  const real = arg('--real', '10,20').split(',').filter(Boolean).map(Number);
+  const real = arg('--real', '10,20,30').split(',').filter(Boolean).map(Number);
   const sims = arg('--sim', '100,300,1000').split(',').filter(Boolean).map(Number);
   const limits = new Map(
     arg('--sim-conn-limit', '1000:16')
@@ -144,7 +162,7 @@ async function main(): Promise<void> {
     const rows = [];
     for (const n of real) rows.push(await realDaemons(n));
     console.log('\nReal daemons in network namespaces (each launched knowing only h1)\n');
-    console.log(table(['peers', 'all launched (s)', 'full mesh on every peer (s)', 'RSS per daemon (MiB)'], rows));
+    console.log(table(['peers', 'all launched (s)', 'full mesh on every peer (s)', 'full mesh after the last launch (s)', 'idle RSS per daemon (MiB)', 'largest (MiB)', 'idle gossip B/s per daemon'], rows));
   }
   if (sims.length) {
     const rows = [];
