@@ -46,6 +46,8 @@ export interface Dialer {
   isConnected(peer: PeerId): boolean;
   /** Whether the connection limit allows another outbound attempt (direct targets may use all of it). */
   canDial(direct: boolean): boolean;
+  /** True while we have no established connection at all (optional; false when absent). */
+  isolated?(): boolean;
 }
 
 /** Delay before the next attempt: uniform in [i/2, 3i/2], so peers don't retry in lockstep. */
@@ -235,6 +237,12 @@ export class ConnectionMaker {
   private retryLater(t: Target, state: TargetState, error: string | undefined): void {
     t.state = state;
     if (error !== undefined) t.lastError = error;
+    // An isolated peer (a newcomer whose seeds were busy, or one cut off)
+    // keeps trying its direct targets at the initial interval: it has no
+    // other way in, and the acceptor's own rate limit bounds what that costs
+    // it. Backing off exponentially left newcomers of a 30-host rollout out
+    // for tens of seconds after one refusal too many.
+    if (t.direct && this.dialer.isolated?.()) t.intervalMs = this.policy.initialMs;
     const delay = jitter(t.intervalMs);
     t.intervalMs = Math.min(this.policy.maxMs, Math.round(t.intervalMs * 1.5));
     this.schedule(t, delay);

@@ -195,6 +195,7 @@ export class Mesh extends EventEmitter implements MeshHandle {
       {
         dial: (address, signal, direct) => this.dial(address, signal, direct),
         isConnected: (peer) => this.connections.has(peer),
+        isolated: () => this.connections.size === 0,
         // Discovery leaves a quarter of the limit free, on both ends (see
         // validate): a peer joining a large mesh finds someone who will accept it.
         canDial: (direct) => this.connections.size + this.dialing + this.handshaking.size < (direct ? this.connLimit : Math.ceil(this.connLimit * 0.75)),

@@ -50,6 +50,35 @@ describe('backoff', () => {
     maker.stop();
   });
 
+  it('an isolated peer retries its direct targets at the initial interval; a connected one backs off', async () => {
+    vi.useFakeTimers();
+    const gaps = async (isolated: boolean): Promise<number[]> => {
+      const attempts: number[] = [];
+      const maker = new ConnectionMaker(
+        {
+          dial: async () => {
+            attempts.push(Date.now());
+            throw new HandshakeFailure('closed', 'connection reset');
+          },
+          isConnected: () => false,
+          canDial: () => true,
+          isolated: () => isolated,
+        },
+        { initialMs: 1000, maxMs: 60_000, resetAfterMs: 60_000 },
+      );
+      maker.addDirect('198.18.0.1:6783');
+      await vi.advanceTimersByTimeAsync(30_000);
+      maker.stop();
+      return attempts.slice(1).map((t, i) => t - attempts[i]!);
+    };
+    const alone = await gaps(true);
+    expect(alone.length).toBeGreaterThan(15);
+    expect(Math.max(...alone)).toBeLessThanOrEqual(1500);
+    const member = await gaps(false);
+    expect(member.length).toBeLessThan(10);
+    expect(Math.max(...member)).toBeGreaterThan(3000);
+  });
+
   it('marks refusals by a live peer as failed and network errors as retrying', async () => {
     vi.useFakeTimers();
     const maker = new ConnectionMaker({
