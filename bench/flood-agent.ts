@@ -11,7 +11,9 @@
 //   the mesh protocol header followed by a junk handshake frame, or plain
 //   junk, and is then left open (a half-open handshake holds a slot until
 //   the daemon gives up on it); the agent keeps dialling.
-// Prints one JSON line: { mode, seconds, sent, bytes, errors, rate }.
+// Prints one JSON line: { mode, seconds, sent, bytes, errors, rate }: for tcp,
+// sent counts every dial (a connection the daemon accepts and resets at once
+// often reports ECONNRESET to us before 'connect', counted in errors too).
 // Only addresses in the test network (198.18.0.0/15) are accepted.
 import { createSocket } from 'node:dgram';
 import { randomBytes, randomInt } from 'node:crypto';
@@ -90,6 +92,7 @@ async function tcpFlood(host: string, port: number, seconds: number, parallel: n
         return;
       }
       active++;
+      sent++;
       const s = connect({ host, port });
       open.add(s);
       let done = false;
@@ -101,10 +104,10 @@ async function tcpFlood(host: string, port: number, seconds: number, parallel: n
         s.destroy();
         setImmediate(dial);
       };
+      const plausible = sent % 2 === 0;
       s.on('connect', () => {
-        sent++;
         // A plausible start (header, then a frame length and junk) or plain junk.
-        const junk = sent % 2 === 0 ? Buffer.concat([header, Buffer.from([0, 0, 0, 64]), randomBytes(64)]) : randomBytes(randomInt(1, 512));
+        const junk = plausible ? Buffer.concat([header, Buffer.from([0, 0, 0, 64]), randomBytes(64)]) : randomBytes(randomInt(1, 512));
         bytes += junk.length;
         s.write(junk);
         // Hold it a little (a half-open handshake), then dial again.

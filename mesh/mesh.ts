@@ -84,6 +84,8 @@ export interface ConnectionStatus {
   encrypted: boolean;
   outbound: boolean;
   info: string;
+  /** When an established connection came up (ISO time): a reconnect shows as a later one. */
+  since?: string;
 }
 
 export interface MeshStats {
@@ -344,6 +346,7 @@ export class Mesh extends EventEmitter implements MeshHandle {
         encrypted: c.encrypted,
         outbound: c.outbound,
         info: ov?.info ?? '',
+        since: new Date(c.since).toISOString(),
       });
     }
     for (const t of this.maker.status()) {
