@@ -19,7 +19,7 @@ import { createSocket } from 'node:dgram';
 import { randomBytes, randomInt } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import { encodeHeader } from '../mesh/wire/protocol.js';
-import { BASE_HEADER, MAX_TYPE, writeHeader } from '../datapath/sleeve/wire.js';
+import { MAX_TYPE, writeHeader } from '../datapath/sleeve/wire.js';
 import { arg } from './table.js';
 
 function parseTarget(s: string): { host: string; port: number } {
@@ -134,7 +134,7 @@ async function main(): Promise<void> {
   const t0 = Date.now();
   const r = mode === 'udp' ? await udpFlood(host, port, seconds) : await tcpFlood(host, port, seconds, Number(arg('--parallel', '64')));
   const elapsed = (Date.now() - t0) / 1000;
-  console.log(JSON.stringify({ mode, target: `${host}:${port}`, seconds: elapsed, ...r, rate: r.sent / elapsed, headerBytes: BASE_HEADER }));
+  console.log(JSON.stringify({ mode, target: `${host}:${port}`, seconds: elapsed, ...r, rate: r.sent / elapsed}));
 }
 
 main().catch((err: unknown) => {
