@@ -61,17 +61,28 @@ export interface Throughput {
 
 /** iperf3 with 1 and then 4 streams through `t`, and the CPU its processes spent per GB. */
 export async function throughput(net: TestNet, t: Target, seconds: number): Promise<Throughput> {
-  const server = spawn('ip', ['netns', 'exec', t.serverNs, 'iperf3', '-s'], { stdio: 'ignore' });
-  net.track(server);
+  const stop = await iperfServer(net, t);
   try {
-    await waitFor(async () => (await runIn(t.serverNs, 'ss', ['-ltn', 'sport = :5201'])).stdout.includes('5201'), 5000, 'iperf3 server');
     const one = await iperf(t, 1, seconds);
     const four = await iperf(t, 4, seconds);
     const gb = (one.bytes + four.bytes) / 1e9;
     return { gbps1: one.gbps, gbps4: four.gbps, cpuPerGb: t.pids().length && gb > 0 ? (one.cpu + four.cpu) / gb : NaN };
   } finally {
-    server.kill('SIGKILL');
+    stop();
   }
+}
+
+/** An iperf3 server in the target's server namespace, listening; call the result to stop it. */
+export async function iperfServer(net: TestNet, t: Target): Promise<() => void> {
+  const server = spawn('ip', ['netns', 'exec', t.serverNs, 'iperf3', '-s'], { stdio: 'ignore' });
+  net.track(server);
+  try {
+    await waitFor(async () => (await runIn(t.serverNs, 'ss', ['-ltn', 'sport = :5201'])).stdout.includes('5201'), 5000, 'iperf3 server');
+  } catch (err) {
+    server.kill('SIGKILL');
+    throw err;
+  }
+  return () => server.kill('SIGKILL');
 }
 
 /** RTTs in ms of `count` pings from ns to ip, 5 ms apart (empty when none came back). */

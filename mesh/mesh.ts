@@ -13,6 +13,7 @@ import { LogOnce, silentLogger, type Logger } from './log.js';
 import { formatPeerName, parsePeerName, randomUid, type PeerId } from './peer-name.js';
 import { Routes } from './routes.js';
 import { TokenBucket } from './token-bucket.js';
+import { SourceLimiter, type SourceLimits } from './source-limiter.js';
 import { splitAddress, unpackRecords, type TopologyMessage } from './topology-codec.js';
 import { Topology } from './topology.js';
 import { TopologySync } from './topology-sync.js';
@@ -65,6 +66,8 @@ export interface MeshConfig {
   checkFeatures?: (remote: Features) => string | undefined;
   /** Inbound handshakes: burst and refill interval. */
   acceptRate?: { burst: number; intervalMs: number };
+  /** Inbound handshakes per source address (mesh/source-limiter.ts). */
+  sourceLimits?: SourceLimits;
   timing?: Partial<MeshTiming>;
   backoff?: Partial<BackoffPolicy>;
   logger?: Logger;
@@ -81,10 +84,12 @@ export interface ConnectionStatus {
   encrypted: boolean;
   outbound: boolean;
   info: string;
+  /** When an established connection came up (ISO time): a reconnect shows as a later one. */
+  since?: string;
 }
 
 export interface MeshStats {
-  handshakeFailures: Map<FailureKind | 'rate-limited', number>;
+  handshakeFailures: Map<FailureKind | 'rate-limited' | 'source-rate-limited' | 'source-pending', number>;
   gossipBytesSent: Map<string, number>;
   gossipBytesReceived: Map<string, number>;
   droppedMessages: Map<string, number>;
@@ -142,6 +147,7 @@ export class Mesh extends EventEmitter implements MeshHandle {
   private readonly log: Logger;
   private readonly logOnce = new LogOnce();
   private readonly acceptBucket: TokenBucket;
+  private readonly sourceLimiter: SourceLimiter;
   private readonly inboundFailures = new Map<string, InboundFailure>();
   /** UIDs of peers we have been connected to, to recognise restarts. */
   private readonly knownUids = new Map<PeerId, string>();
@@ -165,6 +171,7 @@ export class Mesh extends EventEmitter implements MeshHandle {
     this.log = config.logger ?? silentLogger;
     const rate = config.acceptRate ?? { burst: 20, intervalMs: 50 };
     this.acceptBucket = new TokenBucket(rate.burst, rate.intervalMs);
+    this.sourceLimiter = new SourceLimiter(config.sourceLimits);
     this.topology = new Topology({ id: this.selfId, uid: BigInt(this.localUid), incarnation: this.incarnation, nickname: config.nickname });
     this.routes = new Routes(this.topology);
     this.gossip = new GossipRouter({
@@ -340,6 +347,7 @@ export class Mesh extends EventEmitter implements MeshHandle {
         encrypted: c.encrypted,
         outbound: c.outbound,
         info: ov?.info ?? '',
+        since: new Date(c.since).toISOString(),
       });
     }
     for (const t of this.maker.status()) {
@@ -378,12 +386,23 @@ export class Mesh extends EventEmitter implements MeshHandle {
 
   private accept(stream: ByteStream): void {
     if (this.stopped) return stream.destroy();
-    if (!this.acceptBucket.take()) {
-      this.count(this.stats.handshakeFailures, 'rate-limited');
-      if (this.logOnce.shouldLog('rate-limit', '')) this.log.warn({ remote: stream.remoteIp }, 'inbound connection rate limit reached; dropping connections');
+    // The address's own limit first: a refused flooder does not spend the shared tokens.
+    const ip = stream.remoteIp;
+    const admission = this.sourceLimiter.admit(ip);
+    if (admission !== 'ok') {
+      this.count(this.stats.handshakeFailures, admission === 'rate' ? 'source-rate-limited' : 'source-pending');
+      if (this.logOnce.shouldLog(`source-limit ${ip}`, '')) this.log.warn({ remote: ip, limit: admission }, `inbound connections from ${ip} over its limit; dropping them`);
       return stream.destroy();
     }
-    void this.handshake(stream, false, `${stream.remoteIp}:${stream.remotePort}`).catch(() => undefined);
+    if (!this.acceptBucket.take()) {
+      this.sourceLimiter.done(ip);
+      this.count(this.stats.handshakeFailures, 'rate-limited');
+      if (this.logOnce.shouldLog('rate-limit', '')) this.log.warn({ remote: ip }, 'inbound connection rate limit reached; dropping connections');
+      return stream.destroy();
+    }
+    void this.handshake(stream, false, `${ip}:${stream.remotePort}`)
+      .catch(() => undefined)
+      .finally(() => this.sourceLimiter.done(ip));
   }
 
   private async dial(address: string, signal?: AbortSignal, direct = true): Promise<PeerId> {

@@ -61,6 +61,7 @@ export class MemoryCluster {
       timing: FAST_TIMING,
       backoff: { initialMs: 100, maxMs: 1_000, resetAfterMs: 5_000 },
       acceptRate: { burst: 1_000, intervalMs: 1 },
+      sourceLimits: { burst: 1_000, intervalMs: 1, maxPending: 1_000, maxSources: 1_024 },
       ...this.defaults,
       ...overrides,
     });

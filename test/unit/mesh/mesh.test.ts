@@ -294,6 +294,20 @@ describe('hostile input on a live mesh', () => {
     expect(established(cluster, 0).length).toBe(2);
   });
 
+  it('one address flooding handshakes is held to its own limit: a peer from another address still gets in', async () => {
+    cluster = new MemoryCluster();
+    await cluster.add(0, { acceptRate: { burst: 6, intervalMs: 60_000 }, sourceLimits: { burst: 2, intervalMs: 60_000, maxPending: 2, maxSources: 16 } });
+    const attacker = cluster.net.transport('198.18.9.9', 6783);
+    for (let i = 0; i < 20; i++) (await attacker.dial(cluster.peers[0]!.ip, 6783)).write(Buffer.from('junk junk junk'));
+    await new Promise((r) => setTimeout(r, 100));
+    const failures = cluster.peers[0]!.mesh.stats.handshakeFailures;
+    expect((failures.get('source-rate-limited') ?? 0) + (failures.get('source-pending') ?? 0)).toBe(18);
+    expect(failures.get('rate-limited') ?? 0).toBe(0);
+    await cluster.add(1);
+    cluster.peers[1]!.mesh.connect([cluster.address(0)]);
+    await until(() => established(cluster, 0).length === 1, 5_000, 'the honest peer gets in');
+  });
+
   it('random frames after a valid handshake close only that connection', async () => {
     const fc = (await import('fast-check')).default;
     const { runHandshake } = await import('../../../mesh/handshake.js');
