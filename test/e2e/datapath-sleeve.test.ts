@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestNet, waitFor, runIn, type TestHost } from '../harness/netns.js';
-import { launch, logOf, meshnet, status } from '../harness/meshnet.js';
+import { launch, logOf, meshnet, metricsText, status } from '../harness/meshnet.js';
 import { datapaths, nftDrop, pingAll, podsOnEveryHost, tcpdumpDuring, tcpSendAll, waitDatapaths, type Pod } from '../harness/pods.js';
 
 async function readyMesh(net: TestNet, extra: (h: TestHost) => { args?: string[]; env?: NodeJS.ProcessEnv; password?: string }): Promise<void> {
@@ -99,7 +99,7 @@ describe('mixed mesh: h1, h2 normal, h3 --no-fastdp on the pure-Node sleeve', ()
     expect(await tcpSendAll(a, [b.ip], 1_000_000)).toEqual([b.ip]);
     const s = await status(h1);
     expect(s.datapath!.switches).toBeGreaterThanOrEqual(2);
-    const metrics = await h1.exec(process.execPath, ['-e', `fetch('http://127.0.0.1:6782/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))`]);
+    const metrics = { stdout: await metricsText(h1) };
     expect(metrics.stdout).toMatch(/meshnet_datapath_switches_total [2-9]/);
     expect(metrics.stdout).toMatch(/meshnet_connections\{state="established",encryption="plain",datapath="fastdp"\} 1/);
   });
@@ -199,7 +199,7 @@ describe('password mesh (h2 on the pure-Node backend)', () => {
     const send = `const s=require('dgram').createSocket('udp4');s.send(Buffer.from('${dgram.toString('hex')}','hex'),6783,'${h2.address}',()=>s.close());`;
     await h1.run(process.execPath, ['-e', send]);
     await waitFor(async () => (await status(h2)).datapath!.sleeve.drops.replay > before, 5000, 'the replay to be counted');
-    const metrics = await h2.exec(process.execPath, ['-e', `fetch('http://127.0.0.1:6782/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))`]);
+    const metrics = { stdout: await metricsText(h2) };
     expect(metrics.stdout).toMatch(/meshnet_sleeve_dropped_total\{direction="rx",reason="replay"\} [1-9]/);
     expect(await datapaths(h2)).toEqual({ h1: 'sleeve' });
   });

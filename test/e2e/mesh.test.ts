@@ -2,7 +2,7 @@
 // around a cut link, password refusal, forget, bad input.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestNet, waitFor, type TestHost } from '../harness/netns.js';
-import { crashDaemon, establishedPeers, launch, logOf, meshnet, status, statusViaCli } from '../harness/meshnet.js';
+import { crashDaemon, establishedPeers, gossipBytesSent, launch, logOf, meshnet, metricsText, status, statusViaCli } from '../harness/meshnet.js';
 
 const PASSWORD = 'e2e mesh secret';
 
@@ -42,10 +42,7 @@ describe('mesh of five real daemons', () => {
   it('a quiet mesh stays quiet: no gossip channel keeps sending', async () => {
     // An update that is relayed back to its owner must not start a new round
     // (it once did: five idle daemons gossiped 1.2 MB/s each and used 40 % CPU).
-    const sent = async (): Promise<number> => {
-      const r = await hosts[0]!.exec(process.execPath, ['-e', `fetch('http://127.0.0.1:6782/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))`]);
-      return [...r.stdout.matchAll(/^meshnet_gossip_sent_bytes_total\{channel="[^"]+"\} (\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
-    };
+    const sent = (): Promise<number> => gossipBytesSent(hosts[0]!);
     const before = await sent();
     await new Promise((r) => setTimeout(r, 4000));
     const grew = (await sent()) - before;
@@ -54,7 +51,7 @@ describe('mesh of five real daemons', () => {
   });
 
   it('serves Prometheus metrics on the metrics address', async () => {
-    const r = await hosts[0]!.exec(process.execPath, ['-e', `fetch('http://127.0.0.1:6782/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))`]);
+    const r = { stdout: await metricsText(hosts[0]!) };
     expect(r.stdout).toMatch(/meshnet_connections\{state="established",encryption="encrypted",datapath="sleeve"\} 4/);
     expect(r.stdout).toMatch(/meshnet_peers 5/);
   });

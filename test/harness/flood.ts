@@ -4,7 +4,7 @@
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TestNet, waitFor, type TestHost } from './netns.js';
-import { launch, status } from './meshnet.js';
+import { launch, metricsText, status } from './meshnet.js';
 import { Pods, waitDatapaths, type Pod } from './pods.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -72,7 +72,7 @@ export interface FloodCounters {
 export async function floodCounters(host: TestHost): Promise<FloodCounters> {
   const s = await status(host);
   const sleeveDrops = Object.values(s.datapath?.sleeve.drops ?? {}).reduce((a, b) => a + b, 0);
-  const metrics = await host.run(process.execPath, ['-e', `fetch('http://127.0.0.1:6782/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))`]);
+  const metrics = await metricsText(host);
   const handshakeFailures: Record<string, number> = {};
   for (const m of metrics.matchAll(/^meshnet_handshake_failures_total\{reason="([^"]+)"\} (\d+)/gm)) handshakeFailures[m[1]!] = Number(m[2]);
   return { sleeveDrops, handshakeFailures };

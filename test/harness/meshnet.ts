@@ -89,8 +89,12 @@ export async function establishedPeers(host: TestHost): Promise<string[]> {
   return s.connections.filter((c) => c.state === 'established').map((c) => c.nickname ?? '').sort();
 }
 
-/** Gossip payload bytes a daemon has sent, all channels (from its metrics on 127.0.0.1:6782). */
+/** A daemon's Prometheus metrics text (the harness launches it with --metrics-addr 127.0.0.1:6782). */
+export async function metricsText(h: TestHost): Promise<string> {
+  return (await h.exec(process.execPath, ['-e', `fetch('http://127.0.0.1:6782/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))`])).stdout;
+}
+
+/** Gossip payload bytes a daemon has sent, all channels. */
 export async function gossipBytesSent(h: TestHost): Promise<number> {
-  const r = await h.exec(process.execPath, ['-e', `fetch('http://127.0.0.1:6782/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))`]);
-  return [...r.stdout.matchAll(/^meshnet_gossip_sent_bytes_total\{channel="[^"]+"\} (\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
+  return [...(await metricsText(h)).matchAll(/^meshnet_gossip_sent_bytes_total\{channel="[^"]+"\} (\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
 }
