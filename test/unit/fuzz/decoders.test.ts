@@ -1,0 +1,42 @@
+// Every decoder fed random and mutated inputs: each one accepts or rejects
+// (null/undefined or its own error class); no other exception escapes.
+// The bench (bench/fuzz.ts) runs the same targets with a million cases each.
+import fc from 'fast-check';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { fuzzTargets, type Outcome, type Target } from '../../fuzz/targets.js';
+
+const CASES = 500;
+let targets: Target[] = [];
+
+beforeAll(async () => {
+  targets = await fuzzTargets();
+});
+
+describe('decoder fuzzing', () => {
+  it('covers every decoder with inputs that reach both verdicts', () => {
+    // Valid samples must be accepted and junk rejected, or the target tests nothing.
+    for (const t of targets) {
+      const seen = new Set<Outcome>();
+      fc.assert(
+        fc.property(t.arbitrary, (input) => {
+          seen.add(t.run(input).outcome);
+        }),
+        { numRuns: CASES, seed: 1 },
+      );
+      expect([t.name, seen.has('accepted'), seen.has('rejected')]).toEqual([t.name, true, !t.total]);
+    }
+    expect(targets.length).toBeGreaterThanOrEqual(23);
+  });
+
+  it('never lets an exception escape a decoder', () => {
+    for (const t of targets) {
+      fc.assert(
+        fc.property(t.arbitrary, (input) => {
+          const r = t.run(input);
+          if (r.outcome === 'escaped') throw new Error(`${t.name}: ${String(r.error)}`);
+        }),
+        { numRuns: CASES },
+      );
+    }
+  });
+});
