@@ -159,7 +159,11 @@ function routerTargets(): Target[] {
     target(
       'cni.env',
       // Each variable on its own: mutations of a valid value, or arbitrary text.
-      fc.record(Object.fromEntries(Object.entries(env).map(([k, v]) => [k, fc.option(textAround([v], 40), { nil: undefined })]))),
+      fc.oneof(
+        fc.record(Object.fromEntries(Object.entries(env).map(([k, v]) => [k, fc.option(textAround([v], 40), { nil: undefined })]))),
+        // One variable off at a time, so the later checks are reached too.
+        fc.tuple(fc.constantFrom(...Object.keys(env)), fc.option(textAround(Object.values(env), 40), { nil: undefined })).map(([k, v]) => ({ ...env, [k]: v })),
+      ),
       (e) => classify(() => parseCniEnv(e), [CniError]),
     ),
     target('cni.args', textAround([env.CNI_ARGS, 'A=1;;B=2'], 60), (s) => classify(() => parseCniArgs(s), [CniError])),
