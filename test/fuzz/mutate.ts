@@ -42,3 +42,38 @@ export function textAround(valids: readonly string[], maxJunk = 200): fc.Arbitra
   ).map((b) => Buffer.from(b).toString('utf8'));
   return fc.oneof({ weight: 1, arbitrary: fc.string({ maxLength: maxJunk, unit: 'binary' }) }, { weight: 4, arbitrary: bytes });
 }
+
+/** Odd values a decoder may not expect where its valid sample has something else. */
+const oddValue: fc.Arbitrary<unknown> = fc.oneof(
+  fc.jsonValue({ maxDepth: 2 }),
+  fc.constantFrom(-1, 0.5, -0, 2 ** 53, 1e300, '', 'x'.repeat(300), [], {}, null),
+  fc.uint8Array({ maxLength: 8 }),
+);
+const DELETE = Symbol('delete');
+
+/** `v` (mutated in place) with the node at the end of a random walk replaced or deleted. */
+function replaceAt(v: unknown, path: readonly number[], repl: unknown): unknown {
+  if (path.length === 0 || typeof v !== 'object' || v === null) return repl;
+  const o = v as Record<string, unknown>;
+  const keys = Object.keys(o);
+  if (keys.length === 0) return repl;
+  const k = keys[path[0]! % keys.length]!;
+  const next = replaceAt(o[k], path.slice(1), repl);
+  if (next === DELETE) delete o[k];
+  else o[k] = next;
+  return v;
+}
+
+/**
+ * Structure-aware mutation: the decoded valid value with one field, at any
+ * depth, replaced by an odd value or removed. Byte mutations of msgpack or
+ * JSON mostly fail the parse; these reach each field's own checks.
+ */
+export function valueAround(valid: unknown): fc.Arbitrary<unknown> {
+  return fc
+    .tuple(fc.array(fc.nat(), { minLength: 1, maxLength: 6 }), fc.oneof({ weight: 4, arbitrary: oddValue }, { weight: 1, arbitrary: fc.constant(DELETE) }))
+    .map(([path, repl]) => {
+      const out = replaceAt(structuredClone(valid), path, repl);
+      return out === DELETE ? undefined : out;
+    });
+}

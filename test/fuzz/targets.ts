@@ -3,7 +3,7 @@
 // own documented error class); any other exception would escape the
 // connection or request that fed it, and is a bug.
 import fc from 'fast-check';
-import { encode } from '@msgpack/msgpack';
+import { decode, encode } from '@msgpack/msgpack';
 import { DatagramOpener, DatagramSealer, FrameOpener, FrameSealer, initCrypto } from '../../crypto/index.js';
 import { decodeHeader, decodeHello, decodeMessage, encodeHeader, encodeHello, encodeMessage, HANDSHAKE_FRAME_LIMIT, ProtocolError, Tag } from '../../mesh/wire/protocol.js';
 import { decodeIdentity, encodeIdentity } from '../../mesh/wire/identity.js';
@@ -26,7 +26,19 @@ import { decodeRequest, encodeRequest } from '../../router/cni/protocol.js';
 import { parseCniArgs, parseCniEnv } from '../../router/cni/env.js';
 import { CniError } from '../../router/cni/errors.js';
 import { KubeDecodeError, parseWatchLine } from '../../router/kube/nodes.js';
-import { bytesAround, textAround } from './mutate.js';
+import { bytesAround, textAround, valueAround } from './mutate.js';
+
+/** Byte mutations of msgpack samples, and field mutations of their decoded values. */
+function msgpackAround(valids: readonly Uint8Array[], maxJunk = 200): fc.Arbitrary<Uint8Array> {
+  const fields = fc.constantFrom(...valids).chain((v) => valueAround(decode(v)).map((x) => encode(x)));
+  return fc.oneof(bytesAround(valids, maxJunk), fields);
+}
+
+/** The same for JSON text. */
+function jsonAround(valids: readonly string[], maxJunk = 200): fc.Arbitrary<string> {
+  const fields = fc.constantFrom(...valids).chain((v) => valueAround(JSON.parse(v)).map((x) => JSON.stringify(x) ?? ''));
+  return fc.oneof(textAround(valids, maxJunk), fields);
+}
 
 export type Outcome = 'accepted' | 'rejected' | 'escaped';
 
@@ -105,7 +117,7 @@ function meshTargets(): Target[] {
     target('mesh.header', bytesAround([encodeHeader(), encodeHeader(1, 3)], 16), (b) => classify(() => decodeHeader(b), [ProtocolError])),
     target('mesh.hello', bytesAround(hellos, 128), (b) => classify(() => decodeHello(b), [ProtocolError])),
     target('mesh.message', bytesAround(messages, 96), (b) => classify(() => decodeMessage(Buffer.from(b)), [ProtocolError])),
-    target('mesh.identity', bytesAround([identity], 200), (b) => classify(() => decodeIdentity(b), [ProtocolError])),
+    target('mesh.identity', msgpackAround([identity]), (b) => classify(() => decodeIdentity(b), [ProtocolError])),
     // Any text is a refusal: an unknown kind reads as 'refused', so this one only must not throw.
     target('mesh.refusal', textAround([encodeRefusal('password', 'no shared password'), encodeRefusal('self', 'that is me')], 80), (s) => classify(() => decodeRefusal(s), []), true),
     target(
@@ -150,12 +162,12 @@ function routerTargets(): Target[] {
   const env = { CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'abc123', CNI_NETNS: '/var/run/netns/x', CNI_IFNAME: 'eth0', CNI_ARGS: 'IP=198.19.0.9;K8S_POD_NAME=web' };
   const node = (type: string) => JSON.stringify({ type, object: { metadata: { name: 'n1', resourceVersion: '42', creationTimestamp: '2026-01-01T00:00:00Z' }, status: { addresses: [{ type: 'InternalIP', address: '198.18.0.1' }] } } });
   return [
-    target('ipam.message', bytesAround(ipam.map((m) => encodeIpam(m)), 200), (b) => classify(() => decodeIpam(b, range), [DecodeError])),
-    target('rotation.book', bytesAround([book], 200), (b) => classify(() => decodeBook(b), [BookDecodeError])),
-    target('cni.config', textAround([config, JSON.stringify({ cniVersion: '0.4.0', name: 'm', type: 'meshnet' })], 200), (s) =>
+    target('ipam.message', msgpackAround(ipam.map((m) => encodeIpam(m))), (b) => classify(() => decodeIpam(b, range), [DecodeError])),
+    target('rotation.book', jsonAround([Buffer.from(book).toString('utf8')]).map((s) => new Uint8Array(Buffer.from(s, 'utf8'))), (b) => classify(() => decodeBook(b), [BookDecodeError])),
+    target('cni.config', jsonAround([config, JSON.stringify({ cniVersion: '0.4.0', name: 'm', type: 'meshnet' })]), (s) =>
       classify(() => parseNetConf(decodeConfig(s)), [CniError]),
     ),
-    target('cni.request', textAround([encodeRequest({ env, config })], 300), (s) => classify(() => decodeRequest(s), [CniError])),
+    target('cni.request', jsonAround([encodeRequest({ env, config })], 300), (s) => classify(() => decodeRequest(s), [CniError])),
     target(
       'cni.env',
       // Each variable on its own: mutations of a valid value, or arbitrary text.
@@ -167,7 +179,7 @@ function routerTargets(): Target[] {
       (e) => classify(() => parseCniEnv(e), [CniError]),
     ),
     target('cni.args', textAround([env.CNI_ARGS, 'A=1;;B=2'], 60), (s) => classify(() => parseCniArgs(s), [CniError])),
-    target('kube.watch', textAround([node('ADDED'), node('DELETED'), '{"type":"BOOKMARK","object":{"metadata":{"resourceVersion":"77"}}}', '{"type":"ERROR","object":{"kind":"Status","code":410,"message":"too old"}}'], 200), (s) =>
+    target('kube.watch', jsonAround([node('ADDED'), node('DELETED'), '{"type":"BOOKMARK","object":{"metadata":{"resourceVersion":"77"}}}', '{"type":"ERROR","object":{"kind":"Status","code":410,"message":"too old"}}']), (s) =>
       classify(() => parseWatchLine(s), [KubeDecodeError]),
     ),
   ];
@@ -194,8 +206,8 @@ function datapathTargets(): Target[] {
   const ioHeartbeat = buildHeartbeat({ src: '02:00:00:00:00:01', dst: '02:00:00:00:00:02', connUid: '18446744073709551615', seq: 9, size: 64 });
   const fastHeartbeat = encodeHeartbeat({ dst: '02:00:00:00:00:02', src: '02:00:00:00:00:01', connUid: '42', length: 60 });
   return [
-    target('fastdp.endpoints', bytesAround([endpoints], 200), (b) => classify(() => decodeEndpoints(b, range), [EndpointsDecodeError])),
-    target('sleeve.links', bytesAround([links], 200), (b) => classify(() => decodeLinks(b), [])),
+    target('fastdp.endpoints', msgpackAround([endpoints]), (b) => classify(() => decodeEndpoints(b, range), [EndpointsDecodeError])),
+    target('sleeve.links', msgpackAround([links]), (b) => classify(() => decodeLinks(b), [])),
     target('datapath.control', bytesAround(control, 16), (b) => classify(() => decodeControl(b), [])),
     target(
       'sleeve.header',
