@@ -62,7 +62,7 @@ type ErrorClass = abstract new (...args: never[]) => Error;
  * Calls `decode`: a value is accepted, null/undefined (or `isRefusal`) and
  * the decoder's own error classes are rejected, anything else escaped.
  */
-function classify(decode: () => unknown, errors: readonly ErrorClass[], isRefusal: (v: unknown) => boolean = () => false): Result {
+export function classify(decode: () => unknown, errors: readonly ErrorClass[], isRefusal: (v: unknown) => boolean = () => false): Result {
   try {
     const v = decode();
     return v === null || v === undefined || isRefusal(v) ? { outcome: 'rejected' } : { outcome: 'accepted' };
