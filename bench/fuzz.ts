@@ -44,6 +44,8 @@ for (const t of targets) {
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
   const ran = counts.accepted + counts.rejected + counts.escaped;
   rows.push([t.name, ran, counts.accepted, counts.rejected, counts.escaped, Math.round(ran / seconds), seconds.toFixed(1)]);
+  // Progress on stderr: a long run shows each target as it finishes.
+  console.error(`${t.name}: ${ran} cases, ${counts.escaped} escaped, ${seconds.toFixed(1)} s`);
   if (out.failed) {
     escapes++;
     const ex = out.counterexample?.[0];

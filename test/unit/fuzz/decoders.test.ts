@@ -3,7 +3,8 @@
 // The bench (bench/fuzz.ts) runs the same targets with a million cases each.
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { fuzzTargets, type Outcome, type Target } from '../../fuzz/targets.js';
+import { ProtocolError } from '../../../mesh/wire/protocol.js';
+import { classify, fuzzTargets, type Outcome, type Target } from '../../fuzz/targets.js';
 
 const CASES = 500;
 let targets: Target[] = [];
@@ -13,6 +14,17 @@ beforeAll(async () => {
 });
 
 describe('decoder fuzzing', () => {
+  it('counts only the decoder\'s own error class as a rejection', () => {
+    expect(classify(() => ({ ok: 1 }), [ProtocolError]).outcome).toBe('accepted');
+    expect(classify(() => null, [ProtocolError]).outcome).toBe('rejected');
+    expect(classify(() => 'bad-length', [], (r) => r === 'bad-length').outcome).toBe('rejected');
+    expect(classify(() => { throw new ProtocolError('x'); }, [ProtocolError]).outcome).toBe('rejected');
+    const escaped = classify(() => new Uint8Array(2).subarray(0)[5]!.toFixed(), [ProtocolError]);
+    expect(escaped.outcome).toBe('escaped');
+    expect(escaped.error).toBeInstanceOf(TypeError);
+    expect(classify(() => { throw new RangeError('y'); }, [ProtocolError]).outcome).toBe('escaped');
+  });
+
   it('covers every decoder with inputs that reach both verdicts', () => {
     // Valid samples must be accepted and junk rejected, or the target tests nothing.
     for (const t of targets) {
