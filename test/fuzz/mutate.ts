@@ -47,6 +47,8 @@ export function textAround(valids: readonly string[], maxJunk = 200): fc.Arbitra
 const oddValue: fc.Arbitrary<unknown> = fc.oneof(
   fc.jsonValue({ maxDepth: 2 }),
   fc.constantFrom(-1, 0.5, -0, 2 ** 53, 1e300, '', 'x'.repeat(300), [], {}, null),
+  // Strings that pass a first check (isIP, a name pattern) and trip a later one.
+  fc.constantFrom('198.19.0.1', '::ffff:198.19.0.1', 'fe80::%eth0', 'fe80::1%eth0', '::', '0a:00:00:00:00:01', '02:00:00:00:00:01', 'ff:ff:ff:ff:ff:ff'),
   fc.uint8Array({ maxLength: 8 }),
 );
 const DELETE = Symbol('delete');

@@ -3,6 +3,9 @@
 // The bench (bench/fuzz.ts) runs the same targets with a million cases each.
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { encode } from '@msgpack/msgpack';
+import { decodeEntries } from '../../../datapath/fastdp/endpoints.js';
+import { parseRange } from '../../../datapath/fastdp/cidr.js';
 import { ProtocolError } from '../../../mesh/wire/protocol.js';
 import { classify, fuzzTargets, type Outcome, type Target } from '../../fuzz/targets.js';
 
@@ -50,5 +53,21 @@ describe('decoder fuzzing', () => {
         { numRuns: CASES },
       );
     }
+  });
+
+  // Escapes the fuzzer found, kept as fixed inputs (each fixed in the decoder).
+  const regressions: { target: string; input: unknown }[] = [
+    // A pod IP with an IPv6 zone and an empty last group: BigInt(NaN) in the range check.
+    { target: 'fastdp.endpoints', input: encode({ v: 1, peers: [{ n: '0a:00:00:00:00:01', ver: 1, vtep: '198.18.0.1', vni: 1, pods: [['02:00:00:00:01:01', 'fe80::%eth0']] }] }) },
+  ];
+  it.each(regressions)('does not escape on a fixed input for $target', ({ target, input }) => {
+    const t = targets.find((x) => x.name === target)!;
+    expect(t.run(input).outcome).not.toBe('escaped');
+  });
+
+  it('drops a zone-scoped pod address as out of range', () => {
+    const msg = encode({ v: 1, peers: [{ n: '0a:00:00:00:00:01', ver: 1, vtep: '198.18.0.1', vni: 1, pods: [['02:00:00:00:01:01', 'fe80::%eth0']] }] });
+    expect(decodeEntries(msg, parseRange('fd00::/8')).drops).toEqual([{ reason: 'ip-out-of-range', peer: '0a:00:00:00:00:01', value: 'fe80::%eth0' }]);
+    expect(parseRange('fe80::/10').contains('fe80::1%eth0')).toBe(false);
   });
 });
