@@ -159,12 +159,24 @@ function routerTargets(): Target[] {
     { peer: N2, version: 0, ids: [] },
   ]);
   const config = JSON.stringify({ cniVersion: '1.0.0', name: 'meshnet', type: 'meshnet', runDir: '/run/meshnet', bridge: 'br-pods', mtu: 1376, hairpinMode: false, dns: { nameservers: ['198.19.0.1'], search: ['svc'] } });
+  // CHECK and DEL carry the previous result: its parser is reached only with one.
+  const prevResult = JSON.stringify({
+    cniVersion: '1.1.0',
+    name: 'meshnet',
+    type: 'meshnet',
+    prevResult: {
+      interfaces: [{ name: 'eth0', mac: '02:00:00:00:01:01', mtu: 1376, sandbox: '/var/run/netns/x' }],
+      ips: [{ address: '198.19.0.5/16', gateway: '198.19.0.1', interface: 0 }],
+      routes: [{ dst: '0.0.0.0/0', gw: '198.19.0.1', mtu: 1376 }],
+      dns: { nameservers: ['198.19.0.1'], options: ['ndots:5'] },
+    },
+  });
   const env = { CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'abc123', CNI_NETNS: '/var/run/netns/x', CNI_IFNAME: 'eth0', CNI_ARGS: 'IP=198.19.0.9;K8S_POD_NAME=web' };
   const node = (type: string) => JSON.stringify({ type, object: { metadata: { name: 'n1', resourceVersion: '42', creationTimestamp: '2026-01-01T00:00:00Z' }, status: { addresses: [{ type: 'InternalIP', address: '198.18.0.1' }] } } });
   return [
     target('ipam.message', msgpackAround(ipam.map((m) => encodeIpam(m))), (b) => classify(() => decodeIpam(b, range), [DecodeError])),
     target('rotation.book', jsonAround([Buffer.from(book).toString('utf8')]).map((s) => new Uint8Array(Buffer.from(s, 'utf8'))), (b) => classify(() => decodeBook(b), [BookDecodeError])),
-    target('cni.config', jsonAround([config, JSON.stringify({ cniVersion: '0.4.0', name: 'm', type: 'meshnet' })]), (s) =>
+    target('cni.config', jsonAround([config, JSON.stringify({ cniVersion: '0.4.0', name: 'm', type: 'meshnet' }), prevResult]), (s) =>
       classify(() => parseNetConf(decodeConfig(s)), [CniError]),
     ),
     target('cni.request', jsonAround([encodeRequest({ env, config })], 300), (s) => classify(() => decodeRequest(s), [CniError])),
