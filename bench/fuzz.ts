@@ -52,7 +52,8 @@ for (const t of targets) {
     const shown = ex instanceof Uint8Array ? `bytes ${Buffer.from(ex).toString('hex')}` : JSON.stringify(ex, (_k, v: unknown) => (v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v));
     console.log(`ESCAPE in ${t.name} after ${out.numRuns} runs (seed ${out.seed}, path ${out.counterexamplePath}): ${String(firstError)}`);
     console.log(`  shrunk counterexample: ${shown}`);
-    console.log(`  its error: ${String(out.errorInstance ?? firstError)}`);
+    // The shrunk input's own exception (the property itself only returned false).
+    console.log(`  its error: ${String(ex === undefined ? firstError : t.run(ex).error)}`);
   }
 }
 // Counts include the shrinking runs after an escape; cases/s is for the whole target.
