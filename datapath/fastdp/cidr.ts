@@ -4,7 +4,9 @@ import { isIPv4, isIPv6 } from 'node:net';
 
 function toBigInt(ip: string): { v: bigint; bits: number } | undefined {
   if (isIPv4(ip)) return { v: ip.split('.').reduce((acc, o) => (acc << 8n) | BigInt(Number(o)), 0n), bits: 32 };
-  if (!isIPv6(ip)) return undefined;
+  // A zone ("fe80::%eth0", which isIPv6 accepts) names a link, not a place in a range; and its
+  // empty last group would reach BigInt(NaN) below, a RangeError out of a gossip decoder.
+  if (!isIPv6(ip) || ip.includes('%')) return undefined;
   let s = ip;
   const dq = /(\d+\.\d+\.\d+\.\d+)$/.exec(s);
   if (dq) {

@@ -3,25 +3,9 @@ import fc from 'fast-check';
 import { expect, it } from 'vitest';
 import { DATAGRAM_OVERHEAD, DatagramOpener, DatagramSealer, FrameOpener, FrameSealer } from '../../../crypto/index.js';
 import { bytes, eachBackend } from './backends.js';
+import { mutation } from '../../fuzz/mutate.js';
 
 const FAILURES = ['truncated', 'auth', 'replay', 'too-old'];
-
-/** A copy of `valid` with some bytes changed, cut or appended; never equal to it. */
-const mutation = (valid: Uint8Array) =>
-  fc
-    .record({
-      flips: fc.array(fc.record({ at: fc.nat(), xor: fc.integer({ min: 1, max: 255 }) }), { maxLength: 4 }),
-      cut: fc.nat(valid.length),
-      extra: fc.uint8Array({ maxLength: 8 }),
-    })
-    .map(({ flips, cut, extra }) => {
-      const m = new Uint8Array(valid.length - cut + extra.length);
-      m.set(valid.subarray(0, valid.length - cut));
-      m.set(extra, valid.length - cut);
-      for (const { at, xor } of flips) if (m.length > 0) m[at % m.length]! ^= xor;
-      return m;
-    })
-    .filter((m) => Buffer.compare(Buffer.from(m), Buffer.from(valid)) !== 0);
 
 eachBackend('fuzz', () => {
   const key = bytes(32, 11);
