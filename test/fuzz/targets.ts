@@ -142,7 +142,7 @@ function meshTargets(): Target[] {
 }
 
 function routerTargets(): Target[] {
-  const range = parseCidr('10.0.0.0/26');
+  const range = parseCidr('198.19.0.0/26');
   const ballot = { round: 3, proposer: 'aa' };
   const ipam: IpamMessage[] = [
     { type: 'space-request', ring: 'r1', reqId: 7, subnet: { start: range.start, end: range.end } },
